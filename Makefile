@@ -1,0 +1,33 @@
+# `make demo` and `make test` are the two commands: each sets up .venv first (nothing else to install by hand).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format bench clean-runs
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/factory run clean -c configs/demo.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check factory stages tests
+	$(VENV)/bin/ruff format --check factory stages tests
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format factory stages tests
+	$(VENV)/bin/ruff check --fix factory stages tests
+
+bench: $(STAMP)
+	$(PY) tests/benchmarks/bench_clean.py
+
+clean-runs:
+	rm -rf runs

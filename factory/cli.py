@@ -1,0 +1,139 @@
+"""The `factory` command: parses arguments, loads the config, runs, and maps every outcome to an exit code.
+
+Exit codes: 0 done; 2 user error (bad config key or value, bad input file, unknown stage, bad record under
+--strict); 1 internal error; 130 interrupted. A user error prints one line and no traceback; `--debug` shows
+tracebacks for internal errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from factory.errors import UserError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+DESCRIPTION = """\
+factory: a staged, resumable, auditable SFT dataset factory.
+
+Each stage reads the Parquet shards of the stage before it and writes its own shards, its rejects (every removed
+record with a reason and evidence) and a manifest to RUN_DIR/<stage>/. A finished stage is skipped on re-run; a
+run that was cut off resumes at the shard where it stopped.
+"""
+
+EPILOG = """\
+exit codes:
+  0    done
+  1    internal error (a bug: please report it with the output of --debug)
+  2    user error: bad config key or value, bad input file, unknown stage, bad record under --strict
+  130  interrupted (Ctrl-C); run the same command again to resume
+"""
+
+STAGES_HELP = """\
+stages (run in the order given; `ingest` always runs first, implicitly):
+  ingest   read `inputs` (JSONL, JSON, CSV/TSV, Parquet, `datasets` folders) into canonical records
+  clean    normalise text and drop low-quality records (too short/long, empty, echoed, repetitive,
+           symbol soup, refusals, truncated, needs an image/audio/file/URL)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="factory",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        help="run pipeline stages over a config's inputs",
+        description="Run the named stages in order over the config's inputs.\n\n" + STAGES_HELP,
+        epilog="example:\n  factory run clean -c configs/demo.yaml\n\n" + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("stages", nargs="+", metavar="STAGE", help="stages to run, in order")
+    run.add_argument("-c", "--config", required=True, help="YAML config (run_dir, inputs, stages.<name>)")
+    run.add_argument("--run-dir", help="override the config's run_dir")
+    run.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="redo STAGE even if it is up to date (repeatable)",
+    )
+    run.add_argument(
+        "--strict",
+        action="store_true",
+        help="make any bad input record fatal (exit 2, naming its file:line) instead of a reject",
+    )
+    run.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes (default: all cores; 1 runs in-process)"
+    )
+    run.add_argument(
+        "--executor", choices=["local", "ray"], help="where shards run (default: the config's, local)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USER
+    from factory.log import setup_console
+
+    console = setup_console(args.debug)
+    log = logging.getLogger("factory")
+    try:
+        if args.command == "run":
+            return _run(args, console)
+        return EXIT_USER
+    except UserError as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+        log.debug("user error", exc_info=True)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]: run the same command again to resume")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line unless --debug
+        if args.debug:
+            console.print_exception()
+        else:
+            console.print(
+                f"[red]internal error:[/red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                highlight=False,
+                soft_wrap=True,
+            )
+        return EXIT_INTERNAL
+
+
+def _run(args: argparse.Namespace, console) -> int:
+    from factory import runner
+    from factory.config import load_config
+    from factory.executors.local import default_workers
+    from factory.log import add_run_log
+    from stages import STAGES
+
+    cfg = load_config(args.config, {name: cls.Config for name, cls in STAGES.items()})
+    if args.run_dir:
+        cfg.run_dir = args.run_dir
+    executor = args.executor or cfg.executor
+    if executor == "ray":
+        raise UserError("the ray executor is not available in this version; use --executor local")
+    if args.workers is not None and args.workers < 1:
+        raise UserError("--workers must be at least 1")
+    runner.plan(args.stages, STAGES)  # refuse unknown stages before touching the run directory
+    workers = args.workers or cfg.workers or default_workers()
+    add_run_log(Path(cfg.run_dir))
+    log = logging.getLogger("factory")
+    log.info("run %s -> %s (%d workers)", " ".join(args.stages), cfg.run_dir, workers)
+    opts = runner.RunOptions(
+        force=frozenset(args.force), strict=args.strict, workers=workers, console=console
+    )
+    runner.run(cfg, args.stages, STAGES, opts)
+    return EXIT_OK

@@ -1,0 +1,172 @@
+"""The pipeline config: typed sections, validation on load, and error messages that name the key.
+
+Every section is a pydantic model that refuses unknown keys (`Section`). The top-level model is assembled from
+the stage sections the caller passes in (`stages.STAGES`), so this module knows no stage by name. Relative paths
+in a config are taken relative to the current directory, as a user types them at the project root.
+
+`load_config` turns every problem into a `ConfigError` whose message names the full key path
+(`stages.clean.min_tokenz`) and, where a valid key is close, the key meant.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from factory.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are refused, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+InputFormat = Literal["alpaca", "sharegpt", "messages", "text"]
+FileType = Literal["jsonl", "json", "parquet", "csv", "tsv", "hf_disk", "hf"]
+
+
+class InputSpec(Section):
+    """One entry of `inputs:`: where records come from and how to read them."""
+
+    path: str = Field(description="A file, a directory or a glob. Text files may be compressed (.gz, .zst).")
+    format: InputFormat | None = Field(
+        default=None,
+        description="Record format. Omitted: detected from the first record (the log says which).",
+    )
+    source: str = Field(
+        default="default", description="Source tag written to every record; `mix` groups by it."
+    )
+    type: FileType | None = Field(
+        default=None,
+        description="File type. Omitted: from the extension; a directory saved with `datasets.save_to_disk` is "
+        "`hf_disk`; `hf` loads a local dataset directory with `datasets.load_dataset`.",
+    )
+    split: str | None = Field(
+        default=None, description="Split to read from a `datasets` dataset (default: train)."
+    )
+    kind: Literal["chat", "text", "code"] | None = Field(
+        default=None,
+        description="meta.kind of the records. Omitted: `chat` for chat formats, `text` for `text`.",
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Rename fields before conversion: {canonical name: name in the file}, e.g. {output: response}.",
+    )
+
+
+class IngestConfig(Section):
+    """Reading `inputs` into canonical record shards."""
+
+    shard_rows: int = Field(
+        default=10_000, ge=1, description="Records per output shard (the unit of resume)."
+    )
+    max_raw_in_detail: int = Field(
+        default=2_000, ge=0, description="Characters of a bad line kept in its reject's `detail`."
+    )
+
+
+def build_config_model(stage_sections: dict[str, type[Section]]) -> type[Section]:
+    """The top-level config model: run_dir, inputs, executor, workers and one optional section per stage."""
+    stage_fields: dict[str, Any] = {"ingest": (IngestConfig, Field(default_factory=IngestConfig))}
+    for name, model in stage_sections.items():
+        stage_fields[name] = (model, Field(default_factory=model, description=f"The `{name}` stage."))
+    stages_model = create_model("StagesConfig", __base__=Section, **stage_fields)
+    return create_model(
+        "Config",
+        __base__=Section,
+        run_dir=(str, Field(description="The run directory: one folder per stage.")),
+        inputs=(list[InputSpec], Field(min_length=1, description="Where records come from.")),
+        stages=(stages_model, Field(default_factory=stages_model, description="One section per stage.")),
+        executor=(Literal["local", "ray"], Field(default="local", description="Where shards are processed.")),
+        workers=(int | None, Field(default=None, ge=1, description="Worker processes (default: all cores).")),
+    )
+
+
+def load_config(path: str | Path, stage_sections: dict[str, type[Section]]) -> Section:
+    """Read and validate a YAML config; any problem is a ConfigError naming the file and the key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config must be a mapping with at least `run_dir` and `inputs`")
+    return validate_config(raw, stage_sections, origin=str(path))
+
+
+def validate_config(raw: dict, stage_sections: dict[str, type[Section]], origin: str = "config") -> Section:
+    model = build_config_model(stage_sections)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {describe_error(exc, model)}") from None
+
+
+def describe_error(exc: ValidationError, model: type[BaseModel]) -> str:
+    """One line per problem: `key.path: message (did you mean ...?)`."""
+    lines = []
+    for err in exc.errors():
+        loc = err["loc"]
+        key = ".".join(str(part) for part in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            known = _field_names_at(model, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+            hint = f" (did you mean `{'.'.join([*map(str, loc[:-1]), close[0]])}`?)" if close else ""
+            lines.append(f"unknown key `{key}`{hint}")
+        elif err["type"] == "missing":
+            lines.append(f"missing required key `{key}`")
+        else:
+            value = err.get("input")
+            shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+            lines.append(f"`{key}`: {err['msg']} (got {shown})")
+    return "; ".join(lines)
+
+
+def _field_names_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys a model accepts at a location, following nested models and list indices."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if _is_model(current) else None
+        if field is None:
+            return []
+        current = _model_of(field.annotation)
+    return list(current.model_fields) if _is_model(current) else []
+
+
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def _model_of(annotation: Any) -> Any:
+    """The BaseModel inside an annotation such as `list[InputSpec]` or `Foo | None`."""
+    if _is_model(annotation):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def config_hash(section: BaseModel, exclude: set[str] | None = None) -> str:
+    """A short stable hash of the fields of a section that affect results."""
+    data = section.model_dump(mode="json", exclude=exclude or set())
+    return hashlib.blake2b(orjson.dumps(data, option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()

@@ -1,0 +1,39 @@
+"""Logging: a `rich` console on stderr for people, and a plain `RUN_DIR/factory.log` that keeps every run's story."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+LOGGER = "factory"
+
+
+def setup_console(debug: bool = False) -> Console:
+    console = Console(stderr=True)
+    logger = logging.getLogger(LOGGER)
+    logger.handlers.clear()
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    # Plain lines (no wrapping at 80 columns in CI logs); warnings and errors say so.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ConsoleFormatter())
+    logger.addHandler(handler)
+    logger.propagate = False
+    return console
+
+
+class _ConsoleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {text}"
+
+
+def add_run_log(run_dir: Path) -> logging.Handler:
+    """Append this run's log lines to RUN_DIR/factory.log."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "factory.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger(LOGGER).addHandler(handler)
+    return handler

@@ -1,0 +1,314 @@
+"""Runs stages in order over a run directory: skip what is up to date, resume what was cut off, map the rest.
+
+For each stage the runner
+1. computes the stage's config hash and input fingerprint (for `ingest`: the input files' paths, sizes and
+   modification times; for later stages: the digests of the upstream shards);
+2. skips the stage when its manifest is `done` with the same hashes ("skipped, up to date"), resumes it when the
+   manifest is `running` with the same hashes (done shards, those with a marker in `_shards/`, are never redone),
+   and otherwise (or under `--force`) empties the stage folder and starts it afresh;
+3. maps every undone shard through `run_shard` on the executor; a worker writes the shard's outputs, its rejects
+   and, last, its marker, each atomically, so a shard without a marker is simply redone;
+4. merges the markers into `manifest.json` and logs the funnel line.
+
+Shard layout per stage folder: `part-NNNNN.parquet`, `rejects/part-NNNNN.parquet`, `_shards/part-NNNNN.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from factory import ingest, shards
+from factory.config import Section, config_hash
+from factory.errors import UserError
+from factory.executors.local import map_unordered
+from factory.stage import Stage, merge_counters
+
+log = logging.getLogger("factory")
+
+MARKERS = "_shards"
+REJECTS = "rejects"
+
+
+@dataclass
+class ShardTask:
+    """One shard of work: either an ingest chunk or an input shard of a stage."""
+
+    stage: str
+    stage_dir: str
+    name: str
+    chunk: ingest.Chunk | None = None
+    input_path: str | None = None
+    stage_cls: type | None = None
+    config: dict | None = None
+
+
+_STAGE_CACHE: dict[tuple[str, bytes], Stage] = {}
+
+
+def _stage_instance(task: ShardTask) -> Stage:
+    """One Stage object per worker process and config: stages may build costly things once (models, patterns)."""
+    key = (task.stage, orjson.dumps(task.config, option=orjson.OPT_SORT_KEYS))
+    if key not in _STAGE_CACHE:
+        cls = task.stage_cls
+        _STAGE_CACHE[key] = cls(cls.Config.model_validate(task.config))
+    return _STAGE_CACHE[key]
+
+
+def run_shard(task: ShardTask) -> dict:
+    """Process one shard and write its outputs, rejects and marker; returns the marker."""
+    stage_dir = Path(task.stage_dir)
+    if task.chunk is not None:
+        result = ingest.convert_chunk(task.chunk)
+        n_in = len(task.chunk.positions) + len(task.chunk.faults)
+    else:
+        table = shards.read_table(Path(task.input_path))
+        n_in = table.num_rows
+        result = _stage_instance(task).process(table)
+    n_out, n_rej = result.kept.num_rows, result.rejected.num_rows
+    if n_in != n_out + n_rej:
+        raise RuntimeError(f"{task.stage}/{task.name}: {n_in} in != {n_out} out + {n_rej} rejected")
+    out_path = stage_dir / task.name
+    shards.write_table(result.kept, out_path)
+    shards.write_table(result.rejected, stage_dir / REJECTS / task.name)
+    by_reason: dict[str, int] = {}
+    for reason in result.rejected.column("reason").to_pylist():
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    marker = {
+        "name": task.name,
+        "rows": n_out,
+        "in": n_in,
+        "rejected": n_rej,
+        "rejected_by_reason": by_reason,
+        "digest": shards.file_digest(out_path),
+        "counters": result.counters,
+    }
+    shards.write_json(marker, stage_dir / MARKERS / (task.name + ".json"))
+    return marker
+
+
+# ---- the run ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunOptions:
+    force: frozenset[str] = frozenset()
+    strict: bool = False
+    workers: int = 1
+    console: Console | None = None
+
+
+def plan(stage_names: list[str], registry: dict[str, type]) -> list[str]:
+    """The stages to run, in order, with the implicit `ingest` first."""
+    known = ["ingest", *registry]
+    for name in stage_names:
+        if name not in known:
+            raise UserError(f"unknown stage {name!r}; stages: {', '.join(known)}")
+    seen: list[str] = []
+    for name in stage_names:
+        if name not in seen:
+            seen.append(name)
+    if seen[:1] != ["ingest"]:
+        seen = ["ingest", *[n for n in seen if n != "ingest"]]
+    return seen
+
+
+def run(cfg: Section, stage_names: list[str], registry: dict[str, type], opts: RunOptions) -> list[dict]:
+    """Run the named stages over cfg.run_dir; returns their manifests."""
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in opts.force:
+        if name not in ("ingest", *registry):
+            raise UserError(f"--force {name}: unknown stage")
+    manifests = []
+    upstream: dict | None = None
+    for name in plan(stage_names, registry):
+        if name == "ingest":
+            manifest = _run_ingest(cfg, run_dir, opts)
+        else:
+            manifest = _run_stage(name, registry[name], getattr(cfg.stages, name), run_dir, upstream, opts)
+        manifests.append(manifest)
+        upstream = manifest
+    return manifests
+
+
+def _run_ingest(cfg: Section, run_dir: Path, opts: RunOptions) -> dict:
+    files = ingest.resolve_inputs(cfg.inputs)
+    ingest_cfg = cfg.stages.ingest
+    stage_dir = run_dir / "ingest"
+    chash = config_hash(ingest_cfg)
+    fp = ingest.fingerprint(files, cfg.inputs)
+
+    def tasks(done: set[str]) -> Iterator[ShardTask]:
+        index = 0
+        for f in files:
+            first = True
+            for chunk in ingest.read_chunks(f, ingest_cfg, opts.strict):
+                if first and f.detected:
+                    log.info("ingest: %s: format %s (detected from the first record)", f.path, f.format)
+                first = False
+                name = shards.shard_name(index)
+                index += 1
+                if name not in done:
+                    yield ShardTask("ingest", str(stage_dir), name, chunk=chunk)
+
+    def extra(merged: dict[str, Any]) -> dict[str, Any]:
+        read_from = merged.pop("read_from", {})
+        inputs = [
+            {
+                "path": f.path,
+                "type": f.type,
+                "format": f.format,
+                "format_detected": f.detected,
+                "source": f.spec.source,
+                "records": read_from.get(f.path, 0),
+            }
+            for f in files
+        ]
+        return {"inputs": inputs, **merged}
+
+    return _execute(
+        "ingest", stage_dir, ingest_cfg.model_dump(mode="json"), chash, fp, None, tasks, extra, opts
+    )
+
+
+def _run_stage(
+    name: str, cls: type, section: Section, run_dir: Path, upstream: dict, opts: RunOptions
+) -> dict:
+    up_dir = run_dir / upstream["stage"]
+    stage_dir = run_dir / name
+    chash = config_hash(section) + f"-v{getattr(cls, 'version', 1)}"
+    fp = hashlib.blake2b(
+        orjson.dumps([upstream["stage"], [(s["name"], s["digest"]) for s in upstream["shards"]]]),
+        digest_size=12,
+    ).hexdigest()
+    config = section.model_dump(mode="json")
+
+    def tasks(done: set[str]) -> Iterator[ShardTask]:
+        for shard in upstream["shards"]:
+            if shard["name"] not in done:
+                yield ShardTask(
+                    name,
+                    str(stage_dir),
+                    shard["name"],
+                    input_path=str(up_dir / shard["name"]),
+                    stage_cls=cls,
+                    config=config,
+                )
+
+    total = upstream["counts"]["out"]
+    return _execute(name, stage_dir, config, chash, fp, total, tasks, lambda merged: merged, opts)
+
+
+def _execute(
+    name, stage_dir: Path, config: dict, chash: str, fp: str, total: int | None, tasks, extra, opts
+) -> dict:
+    manifest_path = stage_dir / "manifest.json"
+    old = shards.read_json(manifest_path)
+    same = bool(old) and old.get("config_hash") == chash and old.get("input_fingerprint") == fp
+    if same and old.get("status") == "done" and name not in opts.force:
+        log.info("%s: skipped, up to date (%s)", name, funnel_line(old))
+        return old
+    if stage_dir.exists() and not (same and old.get("status") == "running" and name not in opts.force):
+        if old and not same:
+            log.info("%s: config or input changed, redoing the stage", name)
+        shutil.rmtree(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    shards.remove_temp_files(stage_dir)
+    done = {p.name.removesuffix(".json") for p in (stage_dir / MARKERS).glob("part-*.json")}
+    started = time.time()
+    manifest = {
+        "stage": name,
+        "status": "running",
+        "config": config,
+        "config_hash": chash,
+        "input_fingerprint": fp,
+        "started_at": _now(),
+    }
+    shards.write_json(manifest, manifest_path)
+    if done:
+        log.info("%s: resuming, %d shards already done", name, len(done))
+
+    with _progress(opts.console) as progress:
+        bar = progress.add_task(name, total=total, rate="")
+        seen = 0
+        for marker in map_unordered(run_shard, tasks(done), opts.workers):
+            seen += marker["in"]
+            elapsed = max(time.time() - started, 1e-9)
+            progress.update(bar, advance=marker["in"], rate=f"{seen / elapsed:,.0f} rec/s")
+
+    markers = sorted(
+        (shards.read_json(p) for p in (stage_dir / MARKERS).glob("part-*.json")), key=lambda m: m["name"]
+    )
+    counts = {"in": 0, "out": 0, "rejected": 0}
+    by_reason: dict[str, int] = {}
+    merged: dict[str, Any] = {}
+    for m in markers:
+        counts["in"] += m["in"]
+        counts["out"] += m["rows"]
+        counts["rejected"] += m["rejected"]
+        merge_counters(by_reason, m["rejected_by_reason"])
+        merge_counters(merged, m["counters"])
+    finished = time.time()
+    manifest = {
+        "stage": name,
+        "status": "done",
+        "counts": counts,
+        "rejected_by_reason": dict(sorted(by_reason.items(), key=lambda kv: -kv[1])),
+        "config": config,
+        "config_hash": chash,
+        "input_fingerprint": fp,
+        "shards": [{k: m[k] for k in ("name", "rows", "in", "rejected", "digest")} for m in markers],
+        "started_at": manifest["started_at"],
+        "finished_at": _now(),
+        "duration_s": round(finished - started, 3),
+        "records_per_s": round(counts["in"] / max(finished - started, 1e-9), 1),
+        **extra(merged),
+    }
+    shards.write_json(manifest, manifest_path)
+    log.info("%s", funnel_line(manifest))
+    return manifest
+
+
+def funnel_line(manifest: dict) -> str:
+    """`clean: 52,002 in -> 49,871 out, 2,131 rejected (too_short 1,200, ...)`."""
+    c = manifest["counts"]
+    reasons = ", ".join(f"{r} {n:,}" for r, n in manifest.get("rejected_by_reason", {}).items())
+    tail = f" ({reasons})" if reasons else ""
+    return f"{manifest['stage']}: {c['in']:,} in -> {c['out']:,} out, {c['rejected']:,} rejected{tail}"
+
+
+def _progress(console: Console | None) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=console is None or not console.is_terminal,
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,82 @@
+"""Parquet shards on disk: atomic writes (temp file + rename), listing, reading, and file digests.
+
+Nothing in a run directory is ever half-written: every file is written to a `.tmp-*` sibling and renamed into
+place, so a crash leaves either the old file, the new file, or a stray temp file that `remove_temp_files` deletes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TEMP_PREFIX = ".tmp-"
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+
+
+def write_table(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file atomically (zstd-compressed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path(path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(obj: object, path: Path) -> None:
+    """Write a JSON file atomically (indented, keys in insertion order)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path(path)
+    try:
+        tmp.write_bytes(orjson.dumps(obj, option=orjson.OPT_INDENT_2, default=str) + b"\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return orjson.loads(path.read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+
+
+def read_table(path: Path) -> pa.Table:
+    return pq.read_table(path)
+
+
+def list_shards(directory: Path) -> list[Path]:
+    """The finished data shards of a folder, in name order."""
+    return sorted(directory.glob("part-*.parquet"))
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def remove_temp_files(directory: Path) -> int:
+    """Delete temp files a crashed writer left behind; returns how many."""
+    removed = 0
+    if directory.exists():
+        for tmp in directory.rglob(f"{TEMP_PREFIX}*"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()

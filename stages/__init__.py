@@ -1,0 +1,7 @@
+"""The stages, by name: an explicit dict, in pipeline order. A new stage is a package here and one line below."""
+
+from stages.clean.stage import CleanStage
+
+STAGES = {
+    "clean": CleanStage,
+}

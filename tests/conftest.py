@@ -1,0 +1,58 @@
+"""Shared test helpers: write small inputs and configs, run the CLI in-process, read a stage's outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from factory.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_config(path: Path, run_dir: Path, inputs: list[dict], **extra) -> Path:
+    cfg = {"run_dir": str(run_dir), "inputs": [{**i, "path": str(i["path"])} for i in inputs], **extra}
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str) -> int:
+    return main(list(args))
+
+
+def read_stage(run_dir: Path, stage: str) -> tuple[list[dict], list[dict], dict]:
+    """(records, rejects, manifest) of one stage."""
+    d = Path(run_dir) / stage
+    records = [r for p in sorted(d.glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    rejects = [
+        r for p in sorted((d / "rejects").glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()
+    ]
+    manifest = json.loads((d / "manifest.json").read_text())
+    return records, rejects, manifest
+
+
+def alpaca(i: int, **over) -> dict:
+    """A plain, good alpaca record; each i gives different content."""
+    row = {
+        "instruction": f"Explain in two sentences why the number {i} is interesting to mathematicians.",
+        "input": "",
+        "output": f"The number {i} has several properties worth noting. For example, it appears in many "
+        f"well-known sequences and identities, which makes it a handy example in teaching.",
+    }
+    row.update(over)
+    return row
+
+
+@pytest.fixture
+def good_rows() -> list[dict]:
+    return [alpaca(i) for i in range(20)]

@@ -1,0 +1,53 @@
+"""The demo recipe end to end on the shipped samples: every planted fault lands where it should."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import ROOT, read_stage, run_cli
+
+
+def test_demo_recipe(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert run_cli("run", "clean", "-c", "configs/demo.yaml", "--run-dir", str(tmp_path / "demo")) == 0
+
+    _, ingest_rejects, ingest = read_stage(tmp_path / "demo", "ingest")
+    assert ingest["counts"] == {"in": 690, "out": 686, "rejected": 4}
+    assert {r["reason"]: r["origin"] for r in ingest_rejects} == {
+        "malformed_json": "data/samples/messy.jsonl:7",
+        "bad_encoding": "data/samples/messy.jsonl:8",
+        "wrong_type": "data/samples/messy.jsonl:14",
+        "missing_field": "data/samples/messy.jsonl:15",
+    }
+    assert [(i["format"], i["format_detected"]) for i in ingest["inputs"]] == [
+        ("alpaca", False),
+        ("sharegpt", True),
+        ("messages", False),
+        ("alpaca", True),
+    ]
+
+    records, rejects, clean = read_stage(tmp_path / "demo", "clean")
+    c = clean["counts"]
+    assert c["in"] == 686 and c["in"] == c["out"] + c["rejected"]
+    messy = {r["origin"].rsplit(":", 1)[1]: r for r in rejects if "messy" in r["origin"]}
+    assert {line: r["reason"] for line, r in messy.items()} == {
+        "5": "too_short",
+        "6": "refusal",
+        "9": "needs_modality",
+        "10": "empty_response",
+        "11": "repeats_instruction",
+        "12": "truncated",
+        "13": "repetition",
+    }
+    assert json.loads(messy["6"]["detail"])  # evidence is JSON
+    kept = {r["origin"].rsplit(":", 1)[1]: r["messages"] for r in records if "messy" in r["origin"]}
+    assert kept["1"][-1]["content"] == "Yes."
+    assert kept["2"][-1]["content"] == "98.6"
+    assert "café au lait" in kept["3"][-1]["content"] and "Ã" not in kept["3"][-1]["content"]
+    assert (
+        kept["4"][0]["content"] == "Name three primary colours."
+        and kept["4"][1]["content"] == "Red, yellow and blue."
+    )
+    assert clean["normalised"]["mojibake"] >= 1 and clean["normalised"]["zero_width"] >= 1
+    # The shipped curated samples are nearly all kept.
+    assert c["out"] / (c["in"] - 11) >= 0.95
