@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean-runs
+.PHONY: demo test lint format bench docs clean-runs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) tests/benchmarks/bench_clean.py
+
+docs: $(STAMP)
+	$(PY) -c "import re; from pathlib import Path; from factory.config import reference_markdown; from stages import STAGES; \
+	p = Path('README.md'); table = reference_markdown({n: c.Config for n, c in STAGES.items()}); \
+	p.write_text(re.sub(r'(<!-- config-reference:start -->\n).*?(<!-- config-reference:end -->)', lambda m: m[1] + table + '\n' + m[2], p.read_text(), flags=re.S))"
 
 clean-runs:
 	rm -rf runs

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from factory.errors import UserError
 
@@ -129,7 +128,7 @@ def _run(args: argparse.Namespace, console) -> int:
         raise UserError("--workers must be at least 1")
     runner.plan(args.stages, STAGES)  # refuse unknown stages before touching the run directory
     workers = args.workers or cfg.workers or default_workers()
-    add_run_log(Path(cfg.run_dir))
+    add_run_log(runner.prepare_run_dir(cfg.run_dir))
     log = logging.getLogger("factory")
     log.info("run %s -> %s (%d workers)", " ".join(args.stages), cfg.run_dir, workers)
     opts = runner.RunOptions(

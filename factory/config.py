@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -170,3 +171,29 @@ def config_hash(section: BaseModel, exclude: set[str] | None = None) -> str:
     """A short stable hash of the fields of a section that affect results."""
     data = section.model_dump(mode="json", exclude=exclude or set())
     return hashlib.blake2b(orjson.dumps(data, option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()
+
+
+def reference_rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key path, default, description) for every leaf field of a model, nested sections flattened."""
+    rows: list[tuple[str, str, str]] = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        sub = _model_of(field.annotation)
+        if sub is not None and not str(field.annotation).startswith("list"):
+            rows.extend(reference_rows(sub, f"{path}."))
+            continue
+        if field.is_required():
+            default = "required"
+        else:
+            value = field.get_default(call_default_factory=True)
+            default = f"`{json.dumps(value, default=str)}`"
+        rows.append((path, default, (field.description or "").replace("|", "\\|").replace("\n", " ")))
+    return rows
+
+
+def reference_markdown(stage_sections: dict[str, type[Section]]) -> str:
+    """The config reference table the README carries (tests keep the two equal)."""
+    model = build_config_model(stage_sections)
+    lines = ["| key | default | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{k}` | {d} | {m} |" for k, d, m in reference_rows(model)]
+    return "\n".join(lines)

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,8 +38,8 @@ from rich.progress import (
 
 from factory import ingest, shards
 from factory.config import Section, config_hash
-from factory.errors import UserError
-from factory.executors.local import map_unordered
+from factory.errors import StrictError, UserError
+from factory.executors.local import LocalExecutor
 from factory.stage import Stage, merge_counters
 
 log = logging.getLogger("factory")
@@ -116,6 +116,16 @@ class RunOptions:
     console: Console | None = None
 
 
+def prepare_run_dir(path: str | Path) -> Path:
+    """Create the run directory; a path that cannot be one is a user error."""
+    run_dir = Path(path)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"run_dir {run_dir}: cannot create: {exc.strerror or exc}") from None
+    return run_dir
+
+
 def plan(stage_names: list[str], registry: dict[str, type]) -> list[str]:
     """The stages to run, in order, with the implicit `ingest` first."""
     known = ["ingest", *registry]
@@ -133,24 +143,27 @@ def plan(stage_names: list[str], registry: dict[str, type]) -> list[str]:
 
 def run(cfg: Section, stage_names: list[str], registry: dict[str, type], opts: RunOptions) -> list[dict]:
     """Run the named stages over cfg.run_dir; returns their manifests."""
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = prepare_run_dir(cfg.run_dir)
     for name in opts.force:
         if name not in ("ingest", *registry):
             raise UserError(f"--force {name}: unknown stage")
     manifests = []
     upstream: dict | None = None
-    for name in plan(stage_names, registry):
-        if name == "ingest":
-            manifest = _run_ingest(cfg, run_dir, opts)
-        else:
-            manifest = _run_stage(name, registry[name], getattr(cfg.stages, name), run_dir, upstream, opts)
-        manifests.append(manifest)
-        upstream = manifest
+    with LocalExecutor(opts.workers) as executor:
+        for name in plan(stage_names, registry):
+            if name == "ingest":
+                manifest = _run_ingest(cfg, run_dir, opts, executor)
+                if opts.strict and manifest["counts"]["rejected"]:
+                    _fail_on_first_reject(run_dir / "ingest")
+            else:
+                section = getattr(cfg.stages, name)
+                manifest = _run_stage(name, registry[name], section, run_dir, upstream, opts, executor)
+            manifests.append(manifest)
+            upstream = manifest
     return manifests
 
 
-def _run_ingest(cfg: Section, run_dir: Path, opts: RunOptions) -> dict:
+def _run_ingest(cfg: Section, run_dir: Path, opts: RunOptions, executor: LocalExecutor) -> dict:
     files = ingest.resolve_inputs(cfg.inputs)
     ingest_cfg = cfg.stages.ingest
     stage_dir = run_dir / "ingest"
@@ -185,13 +198,27 @@ def _run_ingest(cfg: Section, run_dir: Path, opts: RunOptions) -> dict:
         ]
         return {"inputs": inputs, **merged}
 
-    return _execute(
-        "ingest", stage_dir, ingest_cfg.model_dump(mode="json"), chash, fp, None, tasks, extra, opts
-    )
+    config = ingest_cfg.model_dump(mode="json")
+    return _execute("ingest", stage_dir, config, chash, fp, None, tasks, extra, opts, executor)
+
+
+def _fail_on_first_reject(stage_dir: Path) -> None:
+    """--strict over an ingest that is up to date but has rejects: fail as a fresh strict run would."""
+    for path in shards.list_shards(stage_dir / REJECTS):
+        rows = shards.read_table(path).slice(0, 1).to_pylist()
+        if rows:
+            error = orjson.loads(rows[0]["detail"]).get("error", "")
+            raise StrictError(f"{rows[0]['origin']}: {rows[0]['reason']}: {error}")
 
 
 def _run_stage(
-    name: str, cls: type, section: Section, run_dir: Path, upstream: dict, opts: RunOptions
+    name: str,
+    cls: type,
+    section: Section,
+    run_dir: Path,
+    upstream: dict,
+    opts: RunOptions,
+    executor: LocalExecutor,
 ) -> dict:
     up_dir = run_dir / upstream["stage"]
     stage_dir = run_dir / name
@@ -215,11 +242,20 @@ def _run_stage(
                 )
 
     total = upstream["counts"]["out"]
-    return _execute(name, stage_dir, config, chash, fp, total, tasks, lambda merged: merged, opts)
+    return _execute(name, stage_dir, config, chash, fp, total, tasks, lambda merged: merged, opts, executor)
 
 
 def _execute(
-    name, stage_dir: Path, config: dict, chash: str, fp: str, total: int | None, tasks, extra, opts
+    name: str,
+    stage_dir: Path,
+    config: dict,
+    chash: str,
+    fp: str,
+    total: int | None,
+    tasks: Callable[[set[str]], Iterator[ShardTask]],
+    extra: Callable[[dict], dict],
+    opts: RunOptions,
+    executor: LocalExecutor,
 ) -> dict:
     manifest_path = stage_dir / "manifest.json"
     old = shards.read_json(manifest_path)
@@ -250,7 +286,7 @@ def _execute(
     with _progress(opts.console) as progress:
         bar = progress.add_task(name, total=total, rate="")
         seen = 0
-        for marker in map_unordered(run_shard, tasks(done), opts.workers):
+        for marker in executor.map_unordered(run_shard, tasks(done)):
             seen += marker["in"]
             elapsed = max(time.time() - started, 1e-9)
             progress.update(bar, advance=marker["in"], rate=f"{seen / elapsed:,.0f} rec/s")

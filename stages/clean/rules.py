@@ -215,16 +215,22 @@ _DEICTIC = (
     r"(?:this|these|that|those|the\s+(?:following|above|below|attached|provided|given|uploaded|accompanying|"
     r"enclosed|included|embedded|shown|linked)|(?:my|our)\s+(?:attached|uploaded)|attached|uploaded|enclosed)"
 )
+# A word right before "this image" that makes it the object of the request: a verb of perceiving or editing, or
+# a preposition ("a caption for this photo", "the bird in this picture"). "I saw this video where ..." is kept.
+_PERCEIVE = (
+    r"(?:describe|caption|analy[sz]e|examine|interpret|explain|identify|classify|summari[sz]e|transcribe|"
+    r"colori[sz]e|crop|edit|enhance|retouch|rate|title|label|name|watch|view|see|look\s+at|listen\s+to|"
+    r"in|of|from|on|for|about|at|to|with|using|into|behind|regarding|based\s+on|according\s+to|given|is|are)"
+)
 _MEDIA_REF_RE = re.compile(
-    rf"\b{_DEICTIC}\s+(?:[\w-]+\s+){{0,2}}?{_MEDIA}\b(?!\s+{_HEADS})"
-    rf"|\b{_MEDIA}\s+(?:below|above|attached|provided|shown|here)\b"
+    rf"\b{_PERCEIVE}\s+{_DEICTIC}\s+(?:[\w-]+\s+){{0,2}}?{_MEDIA}\b(?!\s+{_HEADS})"
+    rf"|\b{_MEDIA}\s+(?:below|above|attached|provided|shown\s+(?:below|above|here))\b"
     rf"|\b(?:in|on|from)\s+the\s+{_MEDIA}\b(?!\s+{_HEADS})(?!\s*(?:of|editor|app)\b)",
     re.IGNORECASE,
 )
 _VISUAL_REF_RE = re.compile(
-    rf"\b{_DEICTIC}\s+(?:[\w-]+\s+){{0,2}}?{_VISUAL}\b(?!\s+{_HEADS})"
-    rf"|\b{_VISUAL}\s+(?:below|above|attached|provided|shown|here)\b"
-    rf"|\b(?:in|on|from)\s+the\s+{_VISUAL}\b(?!\s+{_HEADS})(?!\s*of\b)",
+    rf"\b{_PERCEIVE}\s+{_DEICTIC}\s+(?:[\w-]+\s+){{0,2}}?{_VISUAL}\b(?!\s+{_HEADS})"
+    rf"|\b{_VISUAL}\s+(?:below|above|attached|provided|shown\s+(?:below|above|here))\b",
     re.IGNORECASE,
 )
 _AUDIO_RE = re.compile(
@@ -265,22 +271,29 @@ _URL_TASK_RE = re.compile(
     r"hyperlink|anchor|href|endpoint|request|valid|validate|regex|format)\b",
     re.IGNORECASE,
 )
+# The start of an imperative: sentence start, optionally "please", "can you", "I want you to", "help me".
+_IMPERATIVE = (
+    r"(?:^|[.!?:]\s+|\n)\s*(?:(?:please|now|then|also|and)\s+)*(?:(?:can|could|would|will)\s+you\s+(?:please\s+)?|"
+    r"i\s+(?:want|need|would\s+like)\s+you\s+to\s+|i'd\s+like\s+you\s+to\s+|help\s+me\s+|let's\s+)?"
+)
 _DRAW_RE = re.compile(
-    r"(?:^|[.!?:]\s+|\n)\s*(?:please\s+|now\s+|can\s+you\s+|could\s+you\s+)?(?:draw|paint)\b"
-    r"(?!\s+(?:(?:a|an|the|some|your|my|two|three)\s+)?(?:up|on|upon|from|out|in|conclusions?|comparisons?|"
-    r"parallels?|lines?|lessons?|insights?|distinctions?|similarit\w+|connections?|analog\w+|contrasts?|"
-    r"differences?|attention|inspiration|breath|straws?|cards?|lots|blood|water|crowds?|plan|inferences?|"
-    r"implications?|conclusion|upon|together|back|near|closer)\b)",
+    rf"{_IMPERATIVE}(?:draw\b(?!\s+(?:(?:a|an|the|some|your|my|two|three)\s+)?(?:up|on|upon|from|out|in|"
+    r"conclusions?|comparisons?|parallels?|lines?|lessons?|insights?|distinctions?|similarit\w+|connections?|"
+    r"analog\w+|contrasts?|differences?|attention|inspiration|breath|straws?|cards?|lots|blood|water|crowds?|"
+    r"plan|inferences?|implications?|upon|together|back|near|closer)\b)|paint\s+(?:me\s+)?(?:a|an|some)\b)",
     re.IGNORECASE,
 )
 _OUTPUT_MEDIA_RE = re.compile(
-    r"\b(?:create|generate|make|design|produce|take|render|record|film|shoot|paint|draw|sketch|plot|construct|"
-    r"build|give\s+me|show\s+me|send\s+me)\s+(?:me\s+)?(?:(?:a|an|the|some|\d+|this|these)\s+)?(?:[\w-]+\s+){0,3}?"
+    rf"{_IMPERATIVE}(?:create|generate|make|design|produce|take|render|record|film|shoot|paint|draw|sketch|plot|"
+    r"construct|build|give\s+me|show\s+me|send\s+me)\s+(?:me\s+)?(?:(?:a|an|the|some|\d+|this|these)\s+)?"
+    r"(?:(?!vivid|mental|word|verbal|clear|written|textual|big|bigger|full|complete|accurate|rough|general|"
+    r"overall|better)[\w-]+\s+){0,3}?"
     r"(?:image|picture|photo|photograph|painting|drawing|illustration|video|animation|gif|screenshot|"
     r"pie\s+chart|bar\s+chart|bar\s+graph|line\s+graph|line\s+chart|scatter\s*plot|histogram|flow\s*chart|"
-    r"infographic|audio|recording|podcast\s+episode|voice\s+message)s?"
+    r"infographic|heat\s*map|word\s*cloud|(?:data\s+)?visuali[sz]ation|audio|recording|podcast\s+episode|"
+    r"voice\s+message)s?"
     r"(?=\s*$|\s*[.,;:!?]|\s+(?:of|for|that|showing|depicting|about|with|which|to|in|from|illustrating|"
-    r"representing|comparing|displaying|outlining|to)\b)",
+    r"representing|comparing|displaying|outlining)\b)(?!\s+(?:with|in)\s+words)",
     re.IGNORECASE,
 )
 _PLOT_RE = re.compile(
@@ -333,7 +346,7 @@ def needs_modality(view: RecordView, cfg: CleanConfig) -> Verdict | None:
             found = ("media_reference", mm.group(0))
         else:
             for mm in _VISUAL_REF_RE.finditer(text):
-                if not _has_payload(text, mm.end()):
+                if not _has_payload(text, mm.end()) and not _CODE_CONTEXT_RE.search(text):
                     found = ("media_reference", mm.group(0))
                     break
         if found is None:
@@ -374,8 +387,10 @@ def needs_modality(view: RecordView, cfg: CleanConfig) -> Verdict | None:
 # AI disclaimers: "As an AI language model, I ...". Anywhere in an answer. Not "I am Vicuna, a language model
 # trained by ...", which is an identity answer, nor "as an AI researcher".
 _DISCLAIMER_RE = re.compile(
-    r"\b(?:as|being)\s+(?:an?\s+)?(?:ai|a\.i\.|artificial\s+intelligence|(?:large\s+)?language\s+model)"
-    r"(?:\s+(?:language\s+model|model|assistant|chatbot|bot|program|system|entity))?\s*,?\s*(?:i|i'm|my)\b"
+    r"\b(?:as|being)\s+(?:an?\s+)?(?:ai|a\.i\.|artificial\s+intelligence)\s+language\s+model\b"
+    r"|\b(?:as|being)\s+(?:an?\s+(?:ai|a\.i\.|artificial\s+intelligence)(?:\s+(?:model|assistant|chatbot|bot|"
+    r"program|system|entity))?|a\s+(?:large\s+)?language\s+model)\s*,?\s*(?:i|i'm|my)\b[^.!?\n]{0,60}?"
+    r"(?:\bnot\b|n't\b|\bcannot\b|\bunable\b|\bno\b|\black\w*|\bincapable\b|\bwithout\b|\bnever\b)"
     r"|\bi(?:'m|\s+am)\s+(?:just|only|merely|simply)\s+(?:an?\s+)?(?:ai|a\.i\.|artificial\s+intelligence|"
     r"(?:large\s+)?language\s+model|computer\s+program|machine|bot|chatbot|virtual\s+assistant)\b"
     r"|\b(?:my|the)\s+(?:knowledge|training(?:\s+data)?)\s+cut-?off\b"
@@ -390,23 +405,31 @@ _DISCLAIMER_RE = re.compile(
     r"physically|experience|feel|have\s+personal)"
     r"|\bi\s+(?:do\s+not|don't)\s+have\s+(?:personal\s+)?(?:opinions|feelings|emotions|beliefs|preferences|"
     r"personal\s+experiences|consciousness|a\s+physical\s+(?:body|form))\b"
-    r"|\b(?:text-based|language)\s+(?:ai|model|assistant)\b[^.\n]{0,40}\b(?:cannot|can't|unable|not\s+able)\b"
-    r"|\b(?:cannot|can't|can\s+not|unable\s+to|not\s+able\s+to)\s+(?:fulfill|fulfil|comply\s+with|complete|"
-    r"process|assist\s+with|help\s+(?:you\s+)?with)\s+(?:this|that|your|the\s+(?:above\s+)?)\s*request",
+    r"|\b(?:text-based|language)\s+(?:ai|model|assistant)\b[^.\n]{0,40}\b(?:cannot|can't|unable|not\s+able)\b",
     re.IGNORECASE,
 )
 # Apologetic refusals at the start of a sentence near the start of an answer.
+_REQUEST_VERBS = (
+    r"(?:help(?!\s+but)|assist|provide|fulfill|fulfil|comply|complete|do\s+(?:that|this|so)|create|generate|"
+    r"write|produce|answer|respond|reply|engage|support|participate|perform|share|offer|give|draw|display|show|"
+    r"browse|access|view|see|open|process|translate|predict|determine|estimate|retrieve|find|identify|know|"
+    r"recommend|express|make|calculate|compute|play|sing|compose|listen|watch|guarantee|confirm|verify|locate|"
+    r"search|check|read|hear|visit|comment|discuss|speculate|endorse|promote|condone|encourage|continue|"
+    r"physically|fulfil|accommodate|grant|tell\s+you)"
+)
+_NEGATION = (
+    r"(?:can't|cannot|can\s+not|am\s+unable\s+to|'m\s+unable\s+to|am\s+not\s+able\s+to|'m\s+not\s+able\s+to|"
+    r"won't\s+be\s+able\s+to|will\s+not\s+be\s+able\s+to|won't|will\s+not|am\s+not\s+(?:allowed|permitted)\s+to|"
+    r"'m\s+not\s+(?:allowed|permitted)\s+to|do\s+not|don't)"
+)
 _REFUSAL_RE = re.compile(
     r"(?:^|[.!?]\s+|\n)\s*(?:"
     r"(?:i'?m|i\s+am)\s+(?:so\s+|very\s+|really\s+|truly\s+)?sorry|sorry|i\s+apologi[sz]e|my\s+apologies|"
-    r"unfortunately|i'?m\s+afraid|i\s+am\s+afraid)\b[^.!?\n]{0,60}?\bi\s*(?:'m|\s+am|\s+will|'ll|\s+would)?\s*"
-    r"(?:can't|cannot|can\s+not|unable|not\s+able|won't|will\s+not|must\s+decline|do\s+not\s+feel\s+comfortable|"
-    r"don't\s+feel\s+comfortable|not\s+(?:allowed|permitted|comfortable|capable))"
-    r"|(?:^|[.!?]\s+|\n)\s*i\s*(?:can't|cannot|can\s+not|won't|will\s+not|am\s+unable\s+to|'m\s+unable\s+to|"
-    r"am\s+not\s+able\s+to|'m\s+not\s+able\s+to|must\s+(?:respectfully\s+)?decline(?:\s+to)?)\s+"
-    r"(?:help(?!\s+but)|assist|provide|fulfill|fulfil|comply|complete|do\s+(?:that|this)|create|generate|"
-    r"write|produce|answer|respond|engage|support|participate|perform|share|offer|draw|display|show|browse|"
-    r"access|view|see|open|process|translate|predict|determine|play|sing|compose|listen|watch|physically)\b",
+    r"unfortunately|i'?m\s+afraid|i\s+am\s+afraid)\b[^.!?\n]{0,60}?\b(?:"
+    rf"i\s*{_NEGATION}\s+(?:\w+\s+)?{_REQUEST_VERBS}\b"
+    r"|i\s+must\s+(?:respectfully\s+|politely\s+)?decline|i(?:'m|\s+am)\s+not\s+(?:comfortable|able\s+to\s+comply))"
+    rf"|(?:^|[.!?]\s+|\n)\s*i\s*{_NEGATION}\s+(?:\w+\s+)?{_REQUEST_VERBS}\b"
+    r"|(?:^|[.!?]\s+|\n)\s*i\s+must\s+(?:respectfully\s+|politely\s+)?decline",
     re.IGNORECASE,
 )
 # Tasks whose answer may legitimately say "I'm sorry, but I can't ...": translations, rewrites, letters,
@@ -415,7 +438,7 @@ _REFUSAL_TASK_RE = re.compile(
     r"\b(?:translat\w*|paraphras\w*|rephras\w*|rewrit\w*|re-write|reword\w*|restat\w*|correct|proofread|edit|"
     r"convert|repeat|quote|say|dialog(?:ue)?s?|conversations?|script|scene|story|role-?play|pretend|act\s+as|"
     r"imagine|as\s+if|in\s+the\s+voice|character|respond\s+as|reply|response|email|e-mail|letter|message|note|"
-    r"text\s+message|declin\w*|refus\w*|reject\w*|apolog\w*|say\s+no|turn\s+down|sorry|passive|active\s+voice|"
+    r"text\s+message|declin\w*|refus\w*|reject\w*|apolog\w*|excuse|say\s+no|turn\s+down|sorry|passive|active\s+voice|"
     r"tense|grammar|sentence)\b",
     re.IGNORECASE,
 )
@@ -462,17 +485,32 @@ def _refusal_verdict(turn: int, check: str, phrase: str, text: str) -> Verdict:
 
 # ---- truncated -----------------------------------------------------------------------------------------------
 
-# Ends a sentence or a block: end punctuation, closing quotes/brackets, Markdown emphasis, emoji and symbols.
-# What counts as "cut": the last character is a letter, or one of , ; : - ( & / + (digits are left alone:
-# "the total is 42" is a complete answer without a period).
+# A last character that cannot end a sentence: a letter, or one of , ; : - ( & / + (digits are left alone: "the
+# total is 42" is a complete answer without a period). End punctuation, closing quotes and brackets, Markdown
+# emphasis, emoji and symbols all end an answer.
 _CUT_END_RE = re.compile(r"(?:[^\W\d_]|[,;:\-–—(&/+])$")
+# Function words: an answer that stops on one ("... the importance of") was cut, whoever wrote it.
+_FUNCTION_END_RE = re.compile(
+    r"(?:[,;:\-–—(&/+]|\b(?:the|a|an|of|to|in|on|at|by|for|from|with|into|onto|about|as|than|and|or|but|nor|so|"
+    r"if|because|while|when|whereas|although|though|that|which|who|whom|whose|where|is|are|was|were|be|been|"
+    r"being|has|have|had|can|could|will|would|shall|should|may|might|must|do|does|did|not|no|its|their|your|"
+    r"our|my|his|her|this|these|those|such|very|more|most|less|also|between|through|during|including|like|"
+    r"e\.g|i\.e|etc\.?,?))$",
+    re.IGNORECASE,
+)
 _NOT_PROSE_LINE_RE = re.compile(r"^\s*(?:[-*+•>|#]|\d{1,3}[.)]|[a-zA-Z][.)]\s|\[|!\[|<|https?://|`)")
+_CAPITALISED_RE = re.compile(r"\b[A-Z]")
 
 
 def truncated(view: RecordView, cfg: CleanConfig) -> Verdict | None:
     """An answer cut off: meta finish_reason == "length", an unclosed code fence, or a long prose answer whose
-    last line stops mid-sentence while its other lines end properly (lists, headings, tables, code, poems,
-    sign-offs and short answers are exempt)."""
+    last line stops mid-sentence.
+
+    Mid-sentence means the last line has no end punctuation, and either stops on a function word or a comma
+    ("... the importance of") in an answer of `min_words`, or stops on any word in an answer of
+    `min_words_any_end` (humans forget a final period; a model stopped at its token limit is long). Exempt:
+    code, list items, headings, tables, quotes, short last lines (names, sign-offs), Title Case lines
+    (references), and answers whose other long lines also lack end punctuation (verse)."""
     c = cfg.truncated
     if c.check_finish_reason and view.meta.get("finish_reason") == "length":
         return "truncated", {"check": "finish_reason", "finish_reason": "length"}
@@ -486,23 +524,29 @@ def truncated(view: RecordView, cfg: CleanConfig) -> Verdict | None:
         text = content.rstrip()
         if not _CUT_END_RE.search(text) or text.endswith(("```", "~~~")):
             continue
-        if count_words(text) < c.min_words:
+        words = count_words(text)
+        if words < c.min_words:
             continue
-        lines = [ln for ln in text.split("\n") if ln.strip()]
-        last = lines[-1]
-        if _NOT_PROSE_LINE_RE.match(last) or last.startswith(("    ", "\t")):
+        function_end = _FUNCTION_END_RE.search(text) is not None
+        if not function_end and words < c.min_words_any_end:
             continue
-        if count_words(last) < c.min_last_line_words or last not in p.text:
-            continue  # a short line (a name, a label) or a code line
-        # Verse, lists without bullets, notes: if other long lines also end without punctuation, it is style.
-        others = [ln for ln in lines[:-1] if len(ln.split()) >= c.min_last_line_words]
+        last = text[text.rfind("\n") + 1 :]
+        if _NOT_PROSE_LINE_RE.match(last) or last.startswith(("    ", "\t")) or last.strip() not in p.text:
+            continue  # a list item, heading, table row, quote, or a code line
+        last_words = last.split()
+        if len(last_words) < c.min_last_line_words:
+            continue  # a name, a label, a sign-off
+        if not function_end and len(_CAPITALISED_RE.findall(last)) * 3 >= len(last_words) * 2:
+            continue  # a title or a reference
+        # Verse, or notes without periods: if other long lines also end without punctuation, it is style.
+        others = [ln for ln in text.split("\n")[:-1] if len(ln.split()) >= c.min_last_line_words]
         if others and sum(1 for ln in others if _CUT_END_RE.search(ln.rstrip())) * 2 >= len(others):
             continue
         return "truncated", {
             "check": "mid_sentence",
             "turn": i,
-            "words": count_words(text),
-            "min_words": c.min_words,
+            "words": words,
+            "ends_on_function_word": function_end,
             "last_line": tail(last, 120),
         }
     return None
@@ -602,7 +646,9 @@ def repetition_stats(prose: str, c: Any) -> tuple[str, float, float] | None:
             frac = dup_chars / sum(len(ln) for ln in lines)
             if frac > c.max_dup_line_char_frac:
                 return "dup_line_char_frac", frac, c.max_dup_line_char_frac
-    words = _WORD_RE.findall(prose.lower())
+    # Single-character tokens (T/F of a truth table, digits of a list, "a", "I") are left out: their repeats are
+    # the structure of tables and enumerations, not degenerate text.
+    words = [w for w in _WORD_RE.findall(prose.lower()) if len(w) > 1]
     if len(words) < 5:
         return None
     lens = [len(w) for w in words]

@@ -20,6 +20,8 @@ _CJK_RE = re.compile(
 
 # An opening or closing fence: up to 3 spaces of indent, then 3+ backticks or tildes (CommonMark 4.5).
 _FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+# An info string after an opening fence: a language name such as "python", "c++", "objective-c", "{r}".
+_INFO_RE = re.compile(r"[\w+#.{}-]{1,30}")
 
 # A line that is code rather than prose. Case-sensitive on purpose: "Select the best answer" is prose, "SELECT"
 # is SQL. False positives only shield a line from prose heuristics, which errs on the side of keeping.
@@ -51,22 +53,34 @@ _LIST_ITEM_RE = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s")
 
 
 def split_fences(text: str) -> tuple[str, list[str], bool]:
-    """(text outside fenced blocks, the fenced blocks' bodies, whether every opened fence was closed)."""
+    """(text outside fenced blocks, the fenced blocks' bodies, whether every opened fence was closed).
+
+    Lenient about the fences real SFT data contains besides CommonMark's: code on the opening line
+    ("```int x = 1;", as LIMA's conversion from StackExchange writes it), a closing fence at the end of the
+    last code line ("}```"), and a closing fence of any length. A line that opens *and* closes an inline span
+    ("```null``` is returned") is not a fence."""
     if "```" not in text and "~~~" not in text:
         return text, [], True
     outside: list[str] = []
     blocks: list[str] = []
     body: list[str] = []
-    fence = ""  # the open fence's characters, "" outside a block
+    fence = ""  # the open fence's character, "" outside a block
     for line in text.split("\n"):
         m = _FENCE_RE.match(line)
         if not fence:
-            if m and not (m.group(1)[0] == "`" and "`" in m.group(2)):
-                fence = m.group(1)
-                body = []
+            if m and m.group(1)[:3] not in m.group(2):
+                fence = m.group(1)[0]
+                rest = m.group(2)
+                body = [rest] if rest.strip() and not _INFO_RE.fullmatch(rest.strip()) else []
             else:
                 outside.append(line)
-        elif m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not m.group(2).strip():
+        elif m and m.group(1)[0] == fence:
+            if m.group(2).strip():
+                body.append(m.group(2))
+            blocks.append("\n".join(body))
+            fence = ""
+        elif line.rstrip().endswith(fence * 3):
+            body.append(line.rstrip()[:-3])
             blocks.append("\n".join(body))
             fence = ""
         else:

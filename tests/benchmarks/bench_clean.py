@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
 
-    from clean_rule_shares import rule_shares
+    from clean_rule_shares import load_file, rule_shares
 
     out: dict = {"bench": "clean", "workers": args.workers, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="bench-clean-") as tmpdir:
@@ -164,7 +164,7 @@ def main() -> None:
                 del i["fields"]
         out["pipeline"] = pipeline(tmp, inputs, args.workers, "sft")
         out["pipeline"]["target_records_per_s"] = 10_000
-        out["rules"] = rule_shares({name: load(rel) for name, rel in SFT_FILES.items()})
+        out["rules"] = {name: rule_shares(load_file(SHARED / rel, name)) for name, rel in SFT_FILES.items()}
 
         if not args.skip_memory:
             mem = {}

@@ -38,7 +38,13 @@ FILES = {
     "gpteacher_toolformer": "gpteacher/toolformer-dedupe-only-dataset.json.gz",
     "sharegpt_dummy": "sharegpt/dummy_conversation.json",
 }
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+}
 
 
 def load_file(path: Path, name: str) -> list[dict[str, Any]]:

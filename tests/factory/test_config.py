@@ -80,3 +80,16 @@ def test_not_a_mapping_and_missing_file(tmp_path):
         load(tmp_path, "- a\n- b\n")
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml", SECTIONS)
+
+
+def test_readme_config_reference_matches_the_models():
+    """The README's config table is generated from the models (`make docs`); it must not drift from them."""
+    import re
+
+    from factory.config import reference_markdown
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- config-reference:start -->\n(.*?)\n<!-- config-reference:end -->", readme, re.S)
+    assert block, "README.md lacks the config reference block"
+    assert block[1] == reference_markdown(SECTIONS), "README config reference is stale: run `make docs`"

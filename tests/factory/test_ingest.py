@@ -205,3 +205,12 @@ def test_shards_split_by_shard_rows(tmp_path):
     records, _, manifest = read_stage(tmp_path / "run", "ingest")
     assert [s["rows"] for s in manifest["shards"]] == [10, 10, 5]
     assert [r["origin"].rsplit(":", 1)[1] for r in records] == [str(i) for i in range(1, 26)]
+
+
+def test_strict_after_a_lenient_run_still_fails(tmp_path, capsys):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(alpaca(0)) + "\n{oops\n")
+    code, _, rejects, _ = ingest(tmp_path, [{"path": path, "format": "alpaca"}])
+    assert code == 0 and len(rejects) == 1
+    code, *_ = ingest(tmp_path, [{"path": path, "format": "alpaca"}], "--strict")
+    assert code == 2 and f"{path}:2: malformed_json" in capsys.readouterr().err

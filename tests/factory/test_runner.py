@@ -135,3 +135,34 @@ def test_kill_9_mid_stage_then_resume(tmp_path, stage):
         assert got == want and got_rej == want_rej
         assert got_manifest["counts"] == want_manifest["counts"]
     assert not list(run_dir.rglob(".tmp-*"))
+
+
+def test_ctrl_c_exits_130_and_the_run_resumes(tmp_path):
+    cfg = make_run(tmp_path, n=2000, shard_rows=4)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "factory", "run", "clean", "-c", str(cfg), "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while len(markers(run_dir, "clean")) < 5 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert run_cli("run", "clean", "-c", str(cfg), "--workers", "2") == 0
+    assert read_stage(run_dir, "clean")[2]["counts"] == {"in": 2000, "out": 1999, "rejected": 1}
+
+
+def test_unwritable_run_dir_is_a_user_error(tmp_path, capsys):
+    (tmp_path / "file").write_text("not a directory")
+    write_jsonl(tmp_path / "in.jsonl", [alpaca(0)])
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "file" / "run", [{"path": tmp_path / "in.jsonl"}])
+    assert run_cli("run", "clean", "-c", str(cfg)) == 2
+    assert "cannot create" in capsys.readouterr().err
