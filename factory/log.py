@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -16,12 +15,25 @@ def setup_console(debug: bool = False) -> Console:
     logger = logging.getLogger(LOGGER)
     logger.handlers.clear()
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
-    # Plain lines (no wrapping at 80 columns in CI logs); warnings and errors say so.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _ConsoleHandler(console)
     handler.setFormatter(_ConsoleFormatter())
     logger.addHandler(handler)
     logger.propagate = False
     return console
+
+
+class _ConsoleHandler(logging.Handler):
+    """Print through the rich console, so lines land above a live progress bar, unwrapped, with no markup."""
+
+    def __init__(self, console: Console):
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        except Exception:
+            self.handleError(record)
 
 
 class _ConsoleFormatter(logging.Formatter):

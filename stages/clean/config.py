@@ -27,10 +27,15 @@ class NormalizeConfig(Section):
         "Only the encoding fixes run: quotes stay curly, HTML entities, ligatures, widths and terminal escapes "
         "are left alone. Pure-ASCII text is skipped.",
     )
-    nfc: bool = Field(default=True, description="Unicode NFC (composed) normalisation, as ftfy and most LLM tokenizers expect.")
+    nfc: bool = Field(
+        default=True,
+        description="Unicode NFC (composed) normalisation, so that 'é' is one code point whichever way it was "
+        "typed (ftfy's default normalisation too).",
+    )
     strip_control: bool = Field(
         default=True,
-        description="Remove C0/C1 control characters and DEL, except \\n and \\t.",
+        description="Remove C0/C1 control characters, DEL and lone surrogates, except \\n and \\t (with "
+        "`fix_mojibake` on, C1 characters are first read as the cp1252 punctuation they usually are).",
     )
     strip_zero_width: bool = Field(
         default=True,
@@ -54,7 +59,7 @@ class TooShortConfig(Section):
         ge=0,
         description="Minimum words in the first user turn (system turn not counted; Chinese/Japanese count one "
         "word per 1.5 characters). Self-Instruct drops instructions of 3 words or fewer; we drop only under 3, "
-        "since 'Define entropy.'-style SFT prompts with 3 words are fine. Answers have no minimum: 'No' or '5.4' "
+        "since 3-word prompts such as 'What is entropy?' are fine SFT tasks. Answers have no minimum: 'No' or '5.4' "
         "to a question that asks for one is good data. In a multi-turn record the rule fires only when no user "
         "turn reaches the minimum (an opening 'Hi' followed by a real question is kept). `text` records use the "
         "same minimum on the document.",
@@ -80,9 +85,13 @@ class TooLongConfig(Section):
 
 
 class EmptyResponseConfig(Section):
-    """An assistant turn is empty or whitespace only."""
+    """An assistant turn is empty, whitespace only, or only a placeholder ("<nooutput>", "[image]")."""
 
-    enabled: bool = Field(default=True, description="Drop records with an empty assistant turn.")
+    enabled: bool = Field(
+        default=True,
+        description="Drop records with an empty assistant turn, or one that is only a stand-in such as "
+        "'<nooutput>', 'No Output' or '[screenshot of ...]' (Alpaca has a few).",
+    )
 
 
 class RepeatsInstructionConfig(Section):
@@ -102,7 +111,9 @@ class RepeatsInstructionConfig(Section):
 class RepetitionConfig(Section):
     """Gopher-style repetition statistics on prose (Rae et al. 2021, Table A1), relaxed for SFT answers."""
 
-    enabled: bool = Field(default=True, description="Drop records whose prose repeats itself (degenerate loops).")
+    enabled: bool = Field(
+        default=True, description="Drop records whose prose repeats itself (degenerate loops)."
+    )
     min_words: int = Field(
         default=50,
         ge=1,
@@ -110,37 +121,39 @@ class RepetitionConfig(Section):
         "Gopher's minimum document length.",
     )
     max_chars: int = Field(
-        default=20_000,
-        ge=1_000,
-        description="At most this many characters are analysed (the first and last halves of longer prose, "
-        "since loops usually run to the end): keeps the rule fast on very long records.",
+        default=4_000,
+        ge=500,
+        description="At most this many characters of prose are analysed: the first and last halves of longer "
+        "prose (a loop runs to the end of an answer). 4,000 characters (~650 words) are plenty for the "
+        "statistics and keep the rule fast on long answers (LIMA's longest tenth are over 7,000).",
     )
     max_dup_line_frac: float = Field(
         default=0.5,
         gt=0,
         le=1,
-        description="Maximum fraction of prose lines that repeat an earlier line (Gopher: 0.3). Relaxed: a song "
-        "with its chorus sung three times reaches 0.4 in Alpaca; a loop that fills the answer is near 1.",
+        description="Maximum fraction of non-blank prose lines that repeat an earlier line (Gopher: 0.3). "
+        "Relaxed: a song with its chorus sung three or four times reaches 0.40 in Alpaca; a loop that fills "
+        "the answer is near 1.",
     )
     max_dup_line_char_frac: float = Field(
         default=0.5,
         gt=0,
         le=1,
-        description="Maximum fraction of characters in repeated lines (Gopher: 0.2; curated SFT answers reach "
-        "0.48 with repeated choruses).",
+        description="Maximum fraction of line characters in repeated lines (Gopher: 0.2; curated SFT answers "
+        "reach 0.48 with repeated choruses).",
     )
     max_top_ngram_char_frac: dict[int, float] = Field(
-        default_factory=lambda: {2: 0.6, 3: 0.55, 4: 0.5},
-        description="n -> maximum fraction of characters covered by the most frequent word n-gram (Gopher: "
-        "2: 0.20, 3: 0.18, 4: 0.16). About tripled: lists of headlines and expected program outputs in curated "
-        "sets reach 0.42, while stutter ('very very very ...') is near 1.",
+        default_factory=lambda: {2: 0.6, 3: 0.54, 4: 0.48},
+        description="n -> maximum fraction of the prose's characters covered by the most frequent word n-gram "
+        "(Gopher: 2: 0.20, 3: 0.18, 4: 0.16). Tripled: expected program outputs and lists of headlines in "
+        "curated sets reach 0.41, while stutter ('very very very ...') is near 1.",
     )
     max_dup_ngram_char_frac: dict[int, float] = Field(
         default_factory=lambda: {5: 0.5, 6: 0.5, 7: 0.5, 8: 0.5, 9: 0.5, 10: 0.5},
-        description="n -> maximum fraction of characters in word n-grams that occurred earlier (Gopher: 5: 0.15 "
-        "down to 10: 0.10). One flat 0.5: parallel list items, songs and spec tables in curated SFT sets "
-        "repeat long phrases verbatim (up to 0.45 for 5- to 10-grams), while a degenerate loop repeats most of "
-        "the answer.",
+        description="n -> maximum fraction of the prose's characters in word n-grams that occurred earlier "
+        "(Gopher: 5: 0.15 down to 10: 0.10). One flat 0.5: parallel list items, songs and spec tables in "
+        "curated SFT sets repeat long phrases verbatim (up to 0.46 for 5- to 10-grams), while a degenerate "
+        "loop repeats most of the answer (0.8 after five rounds).",
     )
 
 
@@ -154,16 +167,23 @@ class SymbolRatioConfig(Section):
         description="Prose shorter than this is not tested (Gopher's minimum document length): a tweet with "
         "three hashtags or a one-line formula is fine.",
     )
+    max_chars: int = Field(
+        default=4_000,
+        ge=500,
+        description="At most this many characters of prose are analysed (the first and last halves of longer "
+        "prose), as for `repetition`: the ratios are stable long before that.",
+    )
     max_hash_ratio: float = Field(
         default=0.25,
         gt=0,
-        description="Maximum '#' per word, not counting Markdown heading markers (Gopher: 0.1 for '#' and "
-        "ellipsis; relaxed for hashtag-writing tasks).",
+        description="Maximum '#' per word, not counting Markdown heading markers (Gopher: 0.1). Relaxed: "
+        "'write a tweet' tasks answer with hashtags (0.15 in Alpaca); a tag cloud is near 1.",
     )
     max_ellipsis_ratio: float = Field(
         default=0.2,
         gt=0,
-        description="Maximum '...'/'…' per word (Gopher: 0.1; relaxed for dialogue and role-play with pauses).",
+        description="Maximum '...'/'…' per word (Gopher: 0.1). Relaxed for dialogue and role-play with pauses "
+        "(the shared SFT sets reach 0.04); lists of truncated snippets are far above.",
     )
     min_word_frac: float = Field(
         default=0.5,
@@ -171,7 +191,8 @@ class SymbolRatioConfig(Section):
         le=1,
         description="Minimum fraction of words that contain a letter or a digit (Gopher: 0.8 of words with a "
         "letter). Digits count here so that math ('3 + 4 = 7') and numeric lists pass, and Markdown structure "
-        "(table pipes, bullets, rules) and math operators are left out of the count; relaxed to 0.5.",
+        "(table pipes, bullets, rules) and math operators are left out of the count. Relaxed to 0.5: emoji "
+        "bullet lists in LIMA go down to 0.89; symbol soup and emoji spam are far below.",
     )
 
 
@@ -182,9 +203,11 @@ class RefusalConfig(Section):
     start_chars: int = Field(
         default=200,
         ge=0,
-        description="Apologetic refusals ('I'm sorry, but I can't ...') count only within this many characters "
-        "of the start of an assistant turn, where real refusals stand; deeper in, they are usually a character's "
-        "line in a dialogue. AI disclaimers ('As an AI language model') count anywhere.",
+        description="Apologetic refusals ('I'm sorry, but I can't help ...') count only at a sentence start "
+        "within this many characters of the start of an answer, where real refusals stand, and not when the task "
+        "asks for such a sentence (translate, rewrite, a letter, a dialogue, role-play, an excuse). AI "
+        "disclaimers ('As an AI language model', 'As an AI, I don't ...') count anywhere unless the task casts "
+        "the answerer as an AI.",
     )
     extra_phrases: list[str] = Field(
         default_factory=list,
@@ -196,7 +219,9 @@ class TruncatedConfig(Section):
     """An answer that was cut off: unclosed code fence, finish_reason=length, or prose that stops mid-sentence."""
 
     enabled: bool = Field(default=True, description="Drop records whose answer looks cut off.")
-    check_fences: bool = Field(default=True, description="Fire on an assistant turn with an unclosed ``` or ~~~ fence.")
+    check_fences: bool = Field(
+        default=True, description="Fire on an assistant turn with an unclosed ``` or ~~~ fence."
+    )
     check_finish_reason: bool = Field(
         default=True, description="Fire when meta.finish_reason is 'length' (set by the synth stage)."
     )
@@ -234,8 +259,9 @@ class NeedsModalityConfig(Section):
     enabled: bool = Field(default=True, description="Drop records whose instruction needs another modality.")
     check_urls: bool = Field(
         default=True,
-        description="Fire on an instruction that asks to open a URL ('Go to https://... and summarise'), unless it "
-        "is a coding task.",
+        description="Fire on an instruction that asks to open a URL ('Go to https://... and summarise', "
+        "'Summarize this article.' + a bare link), unless it is a coding or tool-use task, the answer is code, "
+        "or the task is about the URL itself (its domain, its format).",
     )
     check_output: bool = Field(
         default=True,
@@ -252,7 +278,9 @@ class NeedsModalityConfig(Section):
 class CleanConfig(Section):
     """The `clean` stage: normalise text, then drop records that fail a quality rule (first failing rule wins)."""
 
-    normalize: NormalizeConfig = Field(default_factory=NormalizeConfig, description="Text normalisation steps.")
+    normalize: NormalizeConfig = Field(
+        default_factory=NormalizeConfig, description="Text normalisation steps."
+    )
     empty_response: EmptyResponseConfig = Field(
         default_factory=EmptyResponseConfig, description="Rule `empty_response`: an empty assistant turn."
     )

@@ -21,9 +21,13 @@ code lines and indented code blocks removed; a field that looks like code is not
 `text`/`code` records (one user turn, no answer) get only the rules that make sense for a document: `too_short`
 and `too_long` (text), `too_long` (code), and the prose statistics `symbol_ratio` and `repetition` (text).
 
-Speed: regexes are compiled at import; the prose of a turn is computed once per record and shared by the rules
-(`RecordView.cache`); n-gram statistics run only on prose over `min_words` and at most `max_chars` of it, and the
-costly duplicate-n-gram scan runs only when a single pass over 5-grams shows enough repetition to matter.
+Speed (the whole rule set runs at 10-20k records/s on one core on typical SFT sets, see
+`tests/benchmarks/clean_rule_shares.py`): regexes are compiled at import; the prose of a turn is computed once
+per record and shared by the rules (`RecordView.cache`); the pattern rules first look for cheap trigger strings
+(`str.__contains__`) and run their regexes only on the few turns that have one; the apologetic-refusal regex is
+matched at sentence starts only; n-gram statistics run only on prose over `min_words`, on at most `max_chars` of
+it, and exact n-gram counts only when C-level bounds (word counts, repeated-word characters) say a threshold
+could be crossed.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import mul
 from typing import Any
 
 from stages.clean.config import CleanConfig
@@ -145,11 +150,30 @@ def too_long(view: RecordView, cfg: CleanConfig) -> Verdict | None:
 # ---- empty_response ------------------------------------------------------------------------------------------
 
 
+# An answer that is only a stand-in: "<nooutput>", "No Output", "<noinput>\n<output image>", "[screenshot of
+# ...]" (Alpaca has a few). Code answers such as "[1, 2, 3]" or "<h1>Title</h1>" do not match.
+_PLACEHOLDER_ANSWER_RE = re.compile(
+    r"(?:\s*(?:[<\[(]\s*(?:no\s*_?(?:output|input|answer|response)\b[^<>\[\]()\n]{0,60}|[^<>\[\]()\n]{0,60}?"
+    r"\b(?:image|picture|photo|screenshot|video|audio|recording|drawing|sketch|chart|graph|diagram)s?\b"
+    r"[^<>\[\]()\n]{0,40})[>\])]|no\s*(?:output|input|answer|response)\.?))+\s*",
+    re.IGNORECASE,
+)
+
+
 def empty_response(view: RecordView, cfg: CleanConfig) -> Verdict | None:
-    """An assistant turn that is empty or whitespace only."""
+    """An assistant turn that is empty, whitespace only, or only a placeholder ("<nooutput>", "[image]")."""
     for i, m in enumerate(view.messages):
-        if m["role"] == "assistant" and not m["content"].strip():
-            return "empty_response", {"turn": i, "chars": len(m["content"])}
+        if m["role"] != "assistant":
+            continue
+        content = m["content"]
+        if not content.strip():
+            return "empty_response", {"turn": i, "check": "empty", "chars": len(content)}
+        if (
+            len(content) <= 200
+            and content.lstrip()[:1] in "<[(Nn"
+            and _PLACEHOLDER_ANSWER_RE.fullmatch(content)
+        ):
+            return "empty_response", {"turn": i, "check": "placeholder", "text": snippet(content)}
     return None
 
 
@@ -209,7 +233,7 @@ _HEADS = (
     r"generation|generator|model|data|dataset|search|filter|tag|caption|description|url|link|path|library|api|"
     r"element|object|size|resolution|quality|analysis|segmentation|detection|game|games|gaming|camera|player|"
     r"streaming|conference|call|chat|production|script|album|credit|card|sharing|upload|codec|encoder|decoder|"
-    r"driver|signal|card|source|tag|feature|features|content|platform|site|sites|service)\b"
+    r"driver|signal|source|feature|features|content|platform|site|sites|service)\b"
 )
 _DEICTIC = (
     r"(?:this|these|that|those|the\s+(?:following|above|below|attached|provided|given|uploaded|accompanying|"
@@ -230,7 +254,8 @@ _MEDIA_REF_RE = re.compile(
 )
 _VISUAL_REF_RE = re.compile(
     rf"\b{_PERCEIVE}\s+{_DEICTIC}\s+(?:[\w-]+\s+){{0,2}}?{_VISUAL}\b(?!\s+{_HEADS})"
-    rf"|\b{_VISUAL}\s+(?:below|above|attached|provided|shown\s+(?:below|above|here))\b",
+    rf"|\b{_VISUAL}\s+(?:below|above|attached|provided|shown\s+(?:below|above|here))\b"
+    r"|\b(?:in|on|from)\s+the\s+(?:graph|chart|figure|diagram|plot|map|infographic)s?\b(?!\s*of\b)",
     re.IGNORECASE,
 )
 _AUDIO_RE = re.compile(
@@ -300,13 +325,19 @@ _PLOT_RE = re.compile(
     r"(?:^|[.!?:]\s+|\n)\s*(?:please\s+|now\s+)?plot\s+(?!twist|summary|of\b|line|points?\s+of\s+view)",
     re.IGNORECASE,
 )
-# A coding or text-art task can produce any "image" as code (matplotlib, SVG, HTML, ASCII art).
+# A coding or text-art task can produce any "image" as code (matplotlib, SVG, HTML, ASCII art), and a tool-use
+# record opens URLs through its tools.
 _CODE_CONTEXT_RE = re.compile(
-    r"\b(?:python|java|javascript|typescript|c\+\+|c#|golang|rust|ruby|php|perl|kotlin|swift|scala|matlab|"
-    r"octave|html|css|svg|sql|bash|shell|powershell|matplotlib|seaborn|plotly|ggplot2?|pandas|numpy|opencv|"
-    r"pillow|pil|tkinter|turtle|pygame|p5\.?js|d3(?:\.js)?|latex|tikz|pgfplots|graphviz|mermaid|ascii|"
-    r"code|coding|program|programming|script|function|class|method|algorithm|api|regex|curl|json|xml|"
-    r"markdown|emoji|text-based|textual|canvas|react|android|ios|jquery|url|urls)\b",
+    r"\b(?:python|java|javascript|typescript|golang|rust|ruby|php|perl|kotlin|swift|scala|matlab|octave|html|"
+    r"css|svg|sql|bash|shell|powershell|matplotlib|seaborn|plotly|ggplot2?|pandas|numpy|opencv|pillow|pil|"
+    r"tkinter|turtle|pygame|p5\.?js|d3(?:\.js)?|latex|tikz|pgfplots|graphviz|mermaid|ascii|code|coding|program|"
+    r"programming|script|algorithm|api|regex|curl|json|xml|markdown|emoji|text-based|textual|canvas|react|"
+    r"android|ios|jquery)\b"
+    r"|\bc(?:\+\+|#)"
+    r"|\b(?:toolformer|tool\s+(?:access|use|call)\w*|function\s+call\w*|plugins?)\b"
+    r"|\b(?:write|create|implement|define|complete|modify|fix|debug|refactor|optimi[sz]e)\s+(?:a|an|the|this|"
+    r"that|following)?\s*(?:[\w-]+\s+)?(?:function|method|class)\b"
+    r"|\b(?:function|method|class)\s+(?:that|to|which|in|for)\b",
     re.IGNORECASE,
 )
 
@@ -319,6 +350,46 @@ def _has_payload(text: str, end: int) -> bool:
         return False
     rest = _URL_RE.sub("", rest[nl:]).strip()
     return len(rest) >= 20
+
+
+# Each family of needs_modality patterns needs one of its trigger strings in the lower-cased turn (with a space
+# put before it and line breaks made spaces: " map" skips "bitmap"). The regexes run only on turns that have
+# one, which is a few percent of them.
+_AUDIO_T = (" listen", " transcri", " watch")
+_MEDIA_T = (
+    " image", " pic", " photo", " video", " clip", " film", " footage", " audio", " recording", " voice",
+    " x-ray", " xray", " gif", " screenshot", " snapshot",
+)  # fmt: skip
+_VISUAL_T = (
+    " graph", " chart", " figure", " diagram", " map", " plot", " drawing", " painting", " sketch",
+    " illustration", " infographic",
+)  # fmt: skip
+_PLACEHOLDER_T = (
+    "![", "<img", "<image", "<video", "<audio", "<picture", "<photo", "[image", "[picture", "[photo", "[video",
+    "[audio", "[recording", "[figure", "[screenshot", "(image", "(picture", "(photo", "(video", "(audio",
+    "(link", "(figure", "(screenshot", " image", " picture", " photo", " video", " audio", " recording",
+    " figure", " screenshot", "attach", "http",
+)  # fmt: skip
+_URL_T = ("http", "www.", " website", " web page", " webpage", " site", " link", " url")
+_DRAW_T = (" draw", " paint")
+_OUTPUT_T = (
+    " image", " pic", " photo", " painting", " drawing", " illustration", " video", " animat", " gif",
+    " screenshot", " chart", " graph", " histogram", " scatter", " flow", " infographic", " heat", "cloud",
+    " visuali", " audio", " recording", " podcast", " voice",
+)  # fmt: skip
+_PLOT_T = (" plot",)
+# The first gate: every trigger above contains one of these (tested), so a turn without any needs no more look.
+_MODALITY_GATE = (
+    "image", "pic", "photo", "video", "clip", "film", "footage", "audio", "record", "voice", "ray", "gif", "shot",
+    "graph", "chart", "figure", "diagram", "map", "plot", "draw", "paint", "sketch", "illustrat", "infographic",
+    "listen", "transcri", "watch", "animat", "scatter", "histogram", "flow", "heat", "cloud", "visuali",
+    "podcast", "http", "www.", "attach", "![", "<img", "site", "link", "url", "web",
+)  # fmt: skip
+MODALITY_TRIGGERS = _AUDIO_T + _MEDIA_T + _VISUAL_T + _PLACEHOLDER_T + _URL_T + _DRAW_T + _OUTPUT_T + _PLOT_T
+
+
+def _has(low: str, triggers: tuple[str, ...]) -> bool:
+    return any(t in low for t in triggers)
 
 
 def needs_modality(view: RecordView, cfg: CleanConfig) -> Verdict | None:
@@ -335,43 +406,15 @@ def needs_modality(view: RecordView, cfg: CleanConfig) -> Verdict | None:
     for key in c.meta_keys:
         if view.meta.get(key):
             return "needs_modality", {"check": "meta", "meta_key": key}
-    code_ok: bool | None = None  # computed lazily: a coding task, or an answer in code
     for i, m in enumerate(view.messages):
         if m["role"] != "user":
             continue
         text = m["content"]
-        found: tuple[str, str] | None = None
-        mm = _AUDIO_RE.search(text) or _MEDIA_REF_RE.search(text)
-        if mm:
-            found = ("media_reference", mm.group(0))
-        else:
-            for mm in _VISUAL_REF_RE.finditer(text):
-                if not _has_payload(text, mm.end()) and not _CODE_CONTEXT_RE.search(text):
-                    found = ("media_reference", mm.group(0))
-                    break
-        if found is None:
-            # The remaining checks can be satisfied by code: skip them for coding tasks.
-            checks = []
-            checks.append(("placeholder", _PLACEHOLDER_RE))
-            if c.check_urls and ("http" in text or "www." in text):
-                checks.append(("url", None))
-            if c.check_output:
-                checks.extend((("output", _DRAW_RE), ("output", _OUTPUT_MEDIA_RE), ("output", _PLOT_RE)))
-            for name, rx in checks:
-                if rx is None:
-                    mm = _OPEN_URL_RE.search(text)
-                    if mm is None and _URL_RE.search(text) and not _URL_TASK_RE.search(text):
-                        mm = _URL_CONTENT_RE.search(text)
-                else:
-                    mm = rx.search(text)
-                if mm is None:
-                    continue
-                if code_ok is None:
-                    code_ok = bool(_CODE_CONTEXT_RE.search(text)) or _answer_has_code(view)
-                if code_ok:
-                    break
-                found = (name, mm.group(0).strip())
-                break
+        low = text.lower()
+        if not _has(low, _MODALITY_GATE):
+            continue
+        low = " " + low.replace("\n", " ")
+        found = _modality_match(text, low, view, c)
         if found:
             return "needs_modality", {
                 "check": found[0],
@@ -379,6 +422,45 @@ def needs_modality(view: RecordView, cfg: CleanConfig) -> Verdict | None:
                 "match": snippet(found[1], 120),
                 "text": snippet(text),
             }
+    return None
+
+
+def _modality_match(text: str, low: str, view: RecordView, c: Any) -> tuple[str, str] | None:
+    mm = _has(low, _AUDIO_T) and _AUDIO_RE.search(text) or _has(low, _MEDIA_T) and _MEDIA_REF_RE.search(text)
+    if mm:
+        return "media_reference", mm.group(0)
+    code_ok: bool | None = None  # a coding task, or an answer in code: code can open URLs and draw
+    if _has(low, _VISUAL_T):
+        for mm in _VISUAL_REF_RE.finditer(text):
+            if not _has_payload(text, mm.end()):
+                code_ok = bool(_CODE_CONTEXT_RE.search(text)) or _answer_has_code(view)
+                if not code_ok:
+                    return "media_reference", mm.group(0)
+                break
+    checks: list[tuple[str, re.Pattern | None]] = []
+    if _has(low, _PLACEHOLDER_T):
+        checks.append(("placeholder", _PLACEHOLDER_RE))
+    if c.check_urls and _has(low, _URL_T):
+        checks.append(("url", None))
+    if c.check_output:
+        if _has(low, _DRAW_T):
+            checks.append(("output", _DRAW_RE))
+        if _has(low, _OUTPUT_T):
+            checks.append(("output", _OUTPUT_MEDIA_RE))
+        if _has(low, _PLOT_T):
+            checks.append(("output", _PLOT_RE))
+    for name, rx in checks:
+        if rx is None:
+            mm = _OPEN_URL_RE.search(text)
+            if mm is None and _URL_RE.search(text) and not _URL_TASK_RE.search(text):
+                mm = _URL_CONTENT_RE.search(text)
+        else:
+            mm = rx.search(text)
+        if mm is None:
+            continue
+        if code_ok is None:
+            code_ok = bool(_CODE_CONTEXT_RE.search(text)) or _answer_has_code(view)
+        return None if code_ok else (name, mm.group(0).strip())
     return None
 
 
@@ -422,16 +504,32 @@ _NEGATION = (
     r"won't\s+be\s+able\s+to|will\s+not\s+be\s+able\s+to|won't|will\s+not|am\s+not\s+(?:allowed|permitted)\s+to|"
     r"'m\s+not\s+(?:allowed|permitted)\s+to|do\s+not|don't)"
 )
+# Matched at sentence starts only (see `_refusal_at_start`): "I'm sorry, but I can't help with that", "I cannot
+# provide ...", "I must decline". "I'm sorry to hear that" and "I can't help but wonder" are not refusals.
 _REFUSAL_RE = re.compile(
-    r"(?:^|[.!?]\s+|\n)\s*(?:"
-    r"(?:i'?m|i\s+am)\s+(?:so\s+|very\s+|really\s+|truly\s+)?sorry|sorry|i\s+apologi[sz]e|my\s+apologies|"
+    r"(?:(?:i'?m|i\s+am)\s+(?:so\s+|very\s+|really\s+|truly\s+)?sorry|sorry|i\s+apologi[sz]e|my\s+apologies|"
     r"unfortunately|i'?m\s+afraid|i\s+am\s+afraid)\b[^.!?\n]{0,60}?\b(?:"
     rf"i\s*{_NEGATION}\s+(?:\w+\s+)?{_REQUEST_VERBS}\b"
     r"|i\s+must\s+(?:respectfully\s+|politely\s+)?decline|i(?:'m|\s+am)\s+not\s+(?:comfortable|able\s+to\s+comply))"
-    rf"|(?:^|[.!?]\s+|\n)\s*i\s*{_NEGATION}\s+(?:\w+\s+)?{_REQUEST_VERBS}\b"
-    r"|(?:^|[.!?]\s+|\n)\s*i\s+must\s+(?:respectfully\s+|politely\s+)?decline",
+    rf"|i\s*{_NEGATION}\s+(?:\w+\s+)?{_REQUEST_VERBS}\b"
+    r"|i\s+must\s+(?:respectfully\s+|politely\s+)?decline",
     re.IGNORECASE,
 )
+_SENTENCE_BREAK_RE = re.compile(r"[.!?]\s+|\n\s*")
+
+
+def _refusal_at_start(head: str) -> re.Match | None:
+    """A refusal that starts a sentence of `head` (matching only at sentence starts keeps this cheap)."""
+    m = _REFUSAL_RE.match(head, len(head) - len(head.lstrip()))
+    if m:
+        return m
+    for brk in _SENTENCE_BREAK_RE.finditer(head):
+        m = _REFUSAL_RE.match(head, brk.end())
+        if m:
+            return m
+    return None
+
+
 # Tasks whose answer may legitimately say "I'm sorry, but I can't ...": translations, rewrites, letters,
 # dialogues, role-play, and requests for a refusal or an apology.
 _REFUSAL_TASK_RE = re.compile(
@@ -450,32 +548,41 @@ _AI_ROLE_RE = re.compile(
 )
 
 
+# Every disclaimer pattern contains one of these (lower-cased): the regex runs only on answers that do.
+_DISCLAIMER_TRIGGERS = (
+    "an ai", "an a.i", "an artificial", "language model", "cutoff", "cut-off", "as of my", "i don't", "i do not",
+    "i cannot", "i can't", "i am unable", "i am not able", "text-based", "computer program", "a machine",
+    "a bot", "chatbot", "virtual assistant",
+)  # fmt: skip
+
+
 def refusal(view: RecordView, cfg: CleanConfig) -> Verdict | None:
     """An answer that refuses ("I'm sorry, but I can't ...", "I cannot fulfill that request") or disclaims
     ("As an AI language model, I ...", "my knowledge cutoff"). Apologetic refusals count only near the start of
     an answer and not when the task asks for such a sentence (translate, rewrite, write a letter or dialogue,
     role-play, decline); disclaimers count anywhere unless the task casts the answerer as an AI."""
     c = cfg.refusal
-    extra = [p.lower() for p in c.extra_phrases]
     for i, m in enumerate(view.messages):
         if m["role"] != "assistant":
             continue
-        text = _prose(view, i).text if "`" in m["content"] or "~~~" in m["content"] else m["content"]
+        text = m["content"]
+        if "`" in text or "~~~" in text:
+            text = _prose(view, i).text
+        text = text.replace("\u2019", "'")
+        low = text.lower()
         j = _prompt_before(view, i)
         prompt = view.messages[j]["content"] if j is not None else ""
-        mm = _DISCLAIMER_RE.search(text)
-        if mm and not _AI_ROLE_RE.search(prompt):
-            return _refusal_verdict(i, "disclaimer", mm.group(0), text)
+        if any(t in low for t in _DISCLAIMER_TRIGGERS):
+            mm = _DISCLAIMER_RE.search(text)
+            if mm and not _AI_ROLE_RE.search(prompt):
+                return _refusal_verdict(i, "disclaimer", mm.group(0), text)
         if c.start_chars:
-            head = text[: c.start_chars]
-            mm = _REFUSAL_RE.search(head)
+            mm = _refusal_at_start(text[: c.start_chars])
             if mm and not _REFUSAL_TASK_RE.search(prompt):
                 return _refusal_verdict(i, "refusal", mm.group(0), text)
-        if extra:
-            low = text.lower()
-            for p in extra:
-                if p in low:
-                    return _refusal_verdict(i, "extra_phrase", p, text)
+        for phrase in c.extra_phrases:
+            if phrase.lower() in low:
+                return _refusal_verdict(i, "extra_phrase", phrase, text)
     return None
 
 
@@ -516,18 +623,24 @@ def truncated(view: RecordView, cfg: CleanConfig) -> Verdict | None:
         return "truncated", {"check": "finish_reason", "finish_reason": "length"}
     for i in _answers(view):
         content = view.messages[i]["content"]
-        p = _prose(view, i)
-        if c.check_fences and not p.balanced:
+        has_fence = "```" in content or "~~~" in content
+        if c.check_fences and has_fence and not _prose(view, i).balanced:
             return "truncated", {"check": "unclosed_fence", "turn": i, "tail": tail(content, 120)}
-        if not c.check_mid_sentence or p.is_code:
+        if not c.check_mid_sentence:
             continue
         text = content.rstrip()
-        if not _CUT_END_RE.search(text) or text.endswith(("```", "~~~")):
+        # Cheap tests first: most answers end with punctuation, and short ones are never "cut".
+        if not _CUT_END_RE.search(text[-1:]) or text.endswith(("```", "~~~")):
+            continue
+        if text.count(" ") + 1 < c.min_words:
+            continue
+        p = _prose(view, i)
+        if p.is_code:
             continue
         words = count_words(text)
         if words < c.min_words:
             continue
-        function_end = _FUNCTION_END_RE.search(text) is not None
+        function_end = _FUNCTION_END_RE.search(text[-24:]) is not None
         if not function_end and words < c.min_words_any_end:
             continue
         last = text[text.rfind("\n") + 1 :]
@@ -540,7 +653,7 @@ def truncated(view: RecordView, cfg: CleanConfig) -> Verdict | None:
             continue  # a title or a reference
         # Verse, or notes without periods: if other long lines also end without punctuation, it is style.
         others = [ln for ln in text.split("\n")[:-1] if len(ln.split()) >= c.min_last_line_words]
-        if others and sum(1 for ln in others if _CUT_END_RE.search(ln.rstrip())) * 2 >= len(others):
+        if others and sum(1 for ln in others if _CUT_END_RE.search(ln.rstrip()[-1:])) * 2 >= len(others):
             continue
         return "truncated", {
             "check": "mid_sentence",
@@ -556,9 +669,12 @@ def truncated(view: RecordView, cfg: CleanConfig) -> Verdict | None:
 
 _HEADING_HASHES_RE = re.compile(r"^[ \t]*(#{1,6})(?=[ \t])", re.MULTILINE)
 # Words made only of symbols (no letter, no digit).
-_SYMBOL_WORD_RE = re.compile(r"(?<!\S)[^\w\s]+(?!\S)")
+_SYMBOL_WORD_RE = re.compile(r"\s([^\w\s]+)(?=\s)")  # run on " " + text + " "
 # Symbol-only words that are Markdown structure or math, not noise: table pipes, bullets, rules, operators.
-_STRUCTURE_WORD_RE = re.compile(r"[-|*+=<>/\\#~^:.,;_()\[\]{}$%&'\"•·–—×÷±≤≥≠≈→←↔⇒⇔∑∏√∞∫∂∆°′″!?…]+")
+_TYPOGRAPHIC = "‘’“”«»•·–—…"
+_STRUCTURE_WORD_RE = re.compile(
+    rf"[-|*+=<>/\\#~^:.,;_()\[\]{{}}$%&'\"{_TYPOGRAPHIC}×÷±≤≥≠≈→←↔⇒⇔∑∏√∞∫∂∆°′″!?]+"
+)
 
 
 def symbol_ratio(view: RecordView, cfg: CleanConfig) -> Verdict | None:
@@ -570,12 +686,13 @@ def symbol_ratio(view: RecordView, cfg: CleanConfig) -> Verdict | None:
         if view.messages[i]["content"].count(" ") + 1 < c.min_words:
             continue  # cheap pre-check, before extracting prose
         p = _prose(view, i)
-        if p.is_code or not p.text:
+        prose, n = p.text, p.words
+        if p.is_code or n < c.min_words:
             continue
-        prose = p.text
-        n = count_words(prose)
-        if n < c.min_words:
-            continue
+        if len(prose) > c.max_chars:
+            half = c.max_chars // 2
+            prose = prose[:half] + "\n" + prose[-half:]
+            n = count_words(prose)
         hashes = prose.count("#")
         if hashes:
             hashes -= sum(len(h) for h in _HEADING_HASHES_RE.findall(prose))
@@ -584,7 +701,15 @@ def symbol_ratio(view: RecordView, cfg: CleanConfig) -> Verdict | None:
         ellipses = prose.count("...") + prose.count("…")
         if ellipses / n > c.max_ellipsis_ratio:
             return _symbol_verdict(i, "ellipsis_ratio", ellipses / n, c.max_ellipsis_ratio, n, prose)
-        symbol_words = _SYMBOL_WORD_RE.findall(prose)
+        # A noise word needs an "@", a "`" or a non-ASCII character that is not typographic punctuation (all
+        # other ASCII symbols are structure): without one, skip the scan.
+        if "@" not in prose and "`" not in prose:
+            if prose.isascii():
+                continue
+            non_ascii = len(prose) - len(prose.encode("ascii", "ignore"))
+            if non_ascii == sum(prose.count(ch) for ch in _TYPOGRAPHIC):
+                continue
+        symbol_words = _SYMBOL_WORD_RE.findall(f" {prose} ")
         if symbol_words:
             noise = sum(1 for w in symbol_words if not _STRUCTURE_WORD_RE.fullmatch(w))
             structure = len(symbol_words) - noise
@@ -608,6 +733,11 @@ def _symbol_verdict(turn: int, check: str, value: float, threshold: float, words
 # ---- repetition ----------------------------------------------------------------------------------------------
 
 
+def _ngrams(words: list[str], n: int) -> zip:
+    """The word n-grams as tuples, built in C (the shifted lists are of different lengths on purpose)."""
+    return zip(*(words[i:] for i in range(n)), strict=False)
+
+
 def _dup_ngram_chars(words: list[str], lens: list[int], n: int) -> int:
     """Characters in word n-grams that occur earlier (Gopher; the greedy count of datatrove's filter)."""
     seen: set[tuple[str, ...]] = set()
@@ -623,59 +753,71 @@ def _dup_ngram_chars(words: list[str], lens: list[int], n: int) -> int:
     return rep
 
 
-def repetition_stats(prose: str, c: Any) -> tuple[str, float, float] | None:
-    """The first Gopher repetition statistic over its threshold: (name, value, threshold), or None."""
+def repetition_stats(prose: str, c: Any, tokens: list[str] | None = None) -> tuple[str, float, float] | None:
+    """The first Gopher repetition statistic over its threshold: (name, value, threshold), or None.
+
+    Cheap bounds skip the n-gram counts on ordinary text: the top n-gram's character fraction is at most n
+    times the largest count*length of a single word, and the duplicated n-gram fraction for every n >= n0 is
+    at most the characters of all repeated n0-gram occurrences."""
     if len(prose) > c.max_chars:
         half = c.max_chars // 2
         prose = prose[:half] + "\n" + prose[-half:]
-    lines = [ln.strip() for ln in prose.split("\n")]
-    lines = [ln for ln in lines if ln]
-    if len(lines) >= 4:
-        seen: set[str] = set()
-        dup = dup_chars = 0
-        for ln in lines:
-            if ln in seen:
-                dup += 1
-                dup_chars += len(ln)
-            else:
-                seen.add(ln)
-        if dup:
+        tokens = None
+    if prose.count("\n") >= 3:
+        lines = [ln for ln in map(str.strip, prose.split("\n")) if ln]
+        if len(lines) >= 4 and len(set(lines)) < len(lines):
+            counts = Counter(lines)
+            dup = len(lines) - len(counts)
             frac = dup / len(lines)
             if frac > c.max_dup_line_frac:
                 return "dup_line_frac", frac, c.max_dup_line_frac
+            dup_chars = sum((k - 1) * len(ln) for ln, k in counts.items() if k > 1)
             frac = dup_chars / sum(len(ln) for ln in lines)
             if frac > c.max_dup_line_char_frac:
                 return "dup_line_char_frac", frac, c.max_dup_line_char_frac
-    # Single-character tokens (T/F of a truth table, digits of a list, "a", "I") are left out: their repeats are
-    # the structure of tables and enumerations, not degenerate text.
-    words = [w for w in _WORD_RE.findall(prose.lower()) if len(w) > 1]
+    # Whitespace tokens, case kept (as Gopher's words). An n-gram covers its words' characters plus one separator
+    # each, and the fractions are of the whole prose, as in Gopher (the analysed part of it, see `max_chars`).
+    words = tokens if tokens is not None else prose.split()
     if len(words) < 5:
         return None
-    lens = [len(w) for w in words]
-    total = sum(lens)
+    counts = Counter(words)
+    if len(counts) == len(words):
+        return None  # no word repeats, so no n-gram does
+    total = len(prose)
+    # The largest count * (length + 1) of a word, computed in C: bounds every n-gram's count * length / n.
+    top_word = max(map(mul, counts.values(), map(len, counts))) + max(counts.values())
     for n, thr in sorted(c.max_top_ngram_char_frac.items()):
-        if len(words) < n:
-            continue
-        gram, count = Counter(zip(*(words[k:] for k in range(n)))).most_common(1)[0]
-        if count > 1:
-            frac = count * sum(len(w) for w in gram) / total
+        if len(words) < n or n * top_word <= thr * total:
+            continue  # the top n-gram occurs at most as often as its most frequent word
+        gram, k = Counter(_ngrams(words, n)).most_common(1)[0]
+        if k > 1:
+            frac = k * (sum(len(w) for w in gram) + n) / total
             if frac > thr:
                 return f"top_{n}gram_char_frac", frac, thr
     dup = sorted(c.max_dup_ngram_char_frac.items())
-    if not dup:
+    if not dup or len(words) < dup[0][0]:
+        return None
+    min_thr = min(thr for _, thr in dup)
+    # Every word of a repeated n-gram occurrence is a repeated word occurrence, so the characters of all
+    # repeated word occurrences bound every duplicated-n-gram fraction (computed in C).
+    repeated = sum(map(len, words)) + len(words) - sum(map(len, counts)) - len(counts)
+    if repeated <= min_thr * total:
         return None
     n0 = dup[0][0]
-    grams = list(zip(*(words[k:] for k in range(n0))))
-    if len(set(grams)) == len(grams):
+    grams = Counter(_ngrams(words, n0))
+    if len(grams) == len(words) - n0 + 1:
+        return None  # no repeated n0-gram, so no longer repeat either
+    bound = sum((k - 1) * (sum(len(w) for w in g) + n0) for g, k in grams.items() if k > 1)
+    if bound <= min_thr * total:
         return None
-    # Upper bound for every n >= n0: characters covered by any later occurrence of a repeated n0-gram.
+    # Tighter: characters of the positions that some later occurrence of a repeated n0-gram covers.
+    lens = [len(w) + 1 for w in words]
     first: dict[tuple[str, ...], int] = {}
     covered = bytearray(len(words))
-    for k, g in enumerate(grams):
+    for k, g in enumerate(_ngrams(words, n0)):
         if first.setdefault(g, k) != k:
             covered[k : k + n0] = b"\x01" * n0
-    bound = sum(ln for ln, cv in zip(lens, covered, strict=True) if cv) / total
-    if bound <= min(thr for _, thr in dup):
+    if sum(ln for ln, cv in zip(lens, covered, strict=True) if cv) <= min_thr * total:
         return None
     for n, thr in dup:
         if len(words) < n:
@@ -695,12 +837,10 @@ def repetition(view: RecordView, cfg: CleanConfig) -> Verdict | None:
         if view.messages[i]["content"].count(" ") + 1 < c.min_words:
             continue
         p = _prose(view, i)
-        if p.is_code or not p.text:
+        n = p.words
+        if p.is_code or n < c.min_words:
             continue
-        n = count_words(p.text)
-        if n < c.min_words:
-            continue
-        hit = repetition_stats(p.text, c)
+        hit = repetition_stats(p.text, c, p.tokens)
         if hit:
             name, value, thr = hit
             return "repetition", {

@@ -1,9 +1,10 @@
 """Text helpers shared by the clean rules: code fences, code detection, prose extraction and word counts.
 
 Web-text heuristics (Gopher, C4, FineWeb) misfire on code, so the rules run them on *prose* only: fenced blocks
-(``` or ~~~, CommonMark rules: a closing fence uses the same character and is at least as long) are cut out, a
-field that looks like code as a whole is not prose at all, and in mixed fields the lines that look like code and
-indented code blocks are left out. Everything here is a pure function over a string; regexes are compiled once.
+(``` or ~~~; CommonMark's rules, made lenient for the fences real SFT data writes, see `split_fences`) are cut
+out, a field that looks like code as a whole is not prose at all, and in mixed fields the lines that look like
+code, indented code blocks and inline code spans are left out. Everything here is a pure function over a string;
+regexes are compiled once.
 """
 
 from __future__ import annotations
@@ -43,12 +44,25 @@ _CODE_LINE_RE = re.compile(
     | [A-Za-z_][\w.\[\]'"]*\s*(?:[-+*/%|&^]|<<|>>|\*\*|//)?=(?!=)\s*\S
     | \w+\s*\([^()]*\)\s*[{:;]?\s*$
     )
-    | [;{]\s*$
-    | \)\s*(?:->\s*[\w\[\], .]+)?:\s*$
     """,
     re.VERBOSE,
 )
+# A line ending with "):" or ") -> T:" (a Python def/if/for header).
+_PAREN_COLON_RE = re.compile(r"\)\s*(?:->\s*[\w\[\], .]+)?:\s*$")
 
+
+def is_code_line(line: str) -> bool:
+    """A line that looks like code: it ends with ';' or '{', is a block header, or starts like code."""
+    end = line.rstrip()[-1:]
+    if end == ";" or end == "{":
+        return True
+    if end == ":" and ")" in line and _PAREN_COLON_RE.search(line):
+        return True
+    return _CODE_LINE_RE.match(line) is not None
+
+
+# Inline code spans (`x`, and ```x``` as LIMA writes them): code, not prose.
+_INLINE_CODE_RE = re.compile(r"`+[^`\n]+`+")
 _LIST_ITEM_RE = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s")
 
 
@@ -90,15 +104,6 @@ def split_fences(text: str) -> tuple[str, list[str], bool]:
     return "\n".join(outside), blocks, not fence
 
 
-def fences_balanced(text: str) -> bool:
-    """Whether every ``` / ~~~ fence opened in the text is closed."""
-    return split_fences(text)[2]
-
-
-def is_code_line(line: str) -> bool:
-    return _CODE_LINE_RE.match(line) is not None
-
-
 def looks_like_code(text: str, max_lines: int = 60) -> bool:
     """True when most non-blank lines (of the first `max_lines`) look like source code, as unfenced CodeAlpaca
     answers do. One code line makes a one-line text code; otherwise half the lines, and at least two."""
@@ -107,11 +112,11 @@ def looks_like_code(text: str, max_lines: int = 60) -> bool:
         if not line.strip():
             continue
         n += 1
-        if _CODE_LINE_RE.match(line):
+        if is_code_line(line):
             code += 1
     if n == 0:
         return False
-    return code * 2 >= n and (code >= 2 or n == 1)
+    return code * 2 >= n and (code >= 2 or n == 1)  # half the lines, at least two (or the only one)
 
 
 @dataclass(slots=True)
@@ -119,45 +124,61 @@ class Prose:
     """The prose of one field: what text heuristics may look at."""
 
     text: str  # fenced blocks, code lines and indented code blocks removed; "" when the field is code
+    words: int  # count_words(text)
+    tokens: list[str]  # text.split(), shared by the rules that need words
     is_code: bool  # the field (outside fences) looks like code as a whole
     balanced: bool  # every code fence is closed
     has_fences: bool
 
 
-def extract_prose(text: str) -> Prose:
-    """Cut code out of a field, leaving the prose the web heuristics are meant for."""
+def extract_prose(text: str, max_lines: int = 60) -> Prose:
+    """Cut code out of a field, leaving the prose the web heuristics are meant for.
+
+    Inline code spans are cut too. One pass over the lines: a line is code if it looks like code or belongs to an indented code block (4+
+    spaces after a blank line, not a nested list item). The field is code as a whole when `looks_like_code`
+    says so of its first `max_lines` non-blank lines."""
     outside, blocks, balanced = split_fences(text)
-    if looks_like_code(outside):
-        return Prose("", True, balanced, bool(blocks))
     kept: list[str] = []
+    n = code = 0
     prev_blank = True
     in_indented = False
     for line in outside.split("\n"):
-        stripped = line.strip()
-        if not stripped:
+        if not line or line.isspace():
             prev_blank = True
             kept.append("")
             continue
-        indent = len(line) - len(line.lstrip(" \t"))
-        # A CommonMark indented code block: 4+ spaces after a blank line (not a nested list item).
-        if indent >= 4 and (prev_blank or in_indented) and not _LIST_ITEM_RE.match(line):
-            in_indented = True
+        if line[0] in " \t" and (prev_blank or in_indented):
+            indent = len(line) - len(line.lstrip(" \t"))
+            in_indented = indent >= 4 and not _LIST_ITEM_RE.match(line)
         else:
             in_indented = False
         prev_blank = False
-        if in_indented or _CODE_LINE_RE.match(line):
-            continue
-        kept.append(line)
-    return Prose("\n".join(kept), False, balanced, bool(blocks))
+        if in_indented:
+            is_code = True
+        elif line[-1] in ".!?" and line[0].isupper() and line[1:2].islower():
+            is_code = False  # "Capitalised sentence." is prose: skip the regex (most lines of an answer)
+        else:
+            is_code = is_code_line(line)
+        if n < max_lines:
+            n += 1
+            code += is_code
+        if not is_code:
+            kept.append(line)
+    if n and code * 2 >= n and (code >= 2 or n == 1):
+        return Prose("", 0, [], True, balanced, bool(blocks))
+    prose = "\n".join(kept)
+    if "`" in prose:
+        prose = _INLINE_CODE_RE.sub(" ", prose)
+    tokens = prose.split()
+    words = len(tokens) if prose.isascii() or not _CJK_RE.search(prose) else count_words(prose)
+    return Prose(prose, words, tokens, False, balanced, bool(blocks))
 
 
 def count_words(text: str) -> int:
     """Whitespace-separated words, with Chinese/Japanese characters counted as 1 word per 1.5 characters."""
-    if text.isascii():
+    if text.isascii() or not _CJK_RE.search(text):
         return len(text.split())
     n_cjk = len(_CJK_RE.findall(text))
-    if not n_cjk:
-        return len(text.split())
     return len(_CJK_RE.sub(" ", text).split()) + max(1, round(n_cjk / CJK_CHARS_PER_WORD))
 
 

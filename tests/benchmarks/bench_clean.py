@@ -52,19 +52,21 @@ def run_tree(cmd: list[str], cwd: Path) -> dict:
     """Run a command; sample the RSS and CPU time of its whole process tree."""
     start = time.time()
     proc = psutil.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak, cpu = 0, {}
+    peak, peak_pss, cpu = 0, 0, {}
     while proc.poll() is None:
         try:
             procs = [proc, *proc.children(recursive=True)]
-            rss = 0
+            rss = pss = 0
             for p in procs:
                 try:
-                    rss += p.memory_info().rss
+                    mem = p.memory_full_info()  # pss: forked workers share pages that rss counts in each
+                    rss += mem.rss
+                    pss += getattr(mem, "pss", mem.rss)
                     t = p.cpu_times()
                     cpu[p.pid] = t.user + t.system
-                except psutil.NoSuchProcess:
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
-            peak = max(peak, rss)
+            peak, peak_pss = max(peak, rss), max(peak_pss, pss)
         except psutil.NoSuchProcess:
             break
         time.sleep(0.05)
@@ -72,7 +74,12 @@ def run_tree(cmd: list[str], cwd: Path) -> dict:
     stderr = proc.stderr.read().decode()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {stderr[-2000:]}")
-    return {"wall_s": round(wall, 2), "peak_rss_mb": round(peak / 2**20, 1), "cpu_s": sum(cpu.values())}
+    return {
+        "wall_s": round(wall, 2),
+        "peak_rss_mb": round(peak / 2**20, 1),
+        "peak_pss_mb": round(peak_pss / 2**20, 1),
+        "cpu_s": sum(cpu.values()),
+    }
 
 
 def write_config(path: Path, run_dir: Path, inputs: list[dict]) -> Path:
@@ -101,6 +108,7 @@ def pipeline(tmp: Path, inputs: list[dict], workers: int, name: str) -> dict:
         "process_records_per_s": round(n / tree["wall_s"]),
         "cpu_utilisation": round(tree["cpu_s"] / (tree["wall_s"] * workers), 2),
         "peak_rss_mb": tree["peak_rss_mb"],
+        "peak_pss_mb": tree["peak_pss_mb"],
         "clean_kept": cln["counts"]["out"],
         "clean_rejected_by_reason": cln["rejected_by_reason"],
     }
@@ -174,7 +182,13 @@ def main() -> None:
                 res = pipeline(tmp, [{"path": str(path), "format": "alpaca"}], args.workers, f"big{n}")
                 mem[str(n)] = {
                     k: res[k]
-                    for k in ("records", "peak_rss_mb", "ingest_clean_records_per_s", "cpu_utilisation")
+                    for k in (
+                        "records",
+                        "peak_rss_mb",
+                        "peak_pss_mb",
+                        "ingest_clean_records_per_s",
+                        "cpu_utilisation",
+                    )
                 }
                 path.unlink()
             small, big = (mem[str(n)]["peak_rss_mb"] for n in args.sizes)
