@@ -57,11 +57,10 @@ def make_id(messages: list[dict[str, str]]) -> str:
     """Stable id: a hash of the conversation with Unicode and whitespace normalised (exact repeats share it)."""
     h = hashlib.blake2b(digest_size=16)
     for m in messages:
-        content = " ".join(unicodedata.normalize("NFC", m["content"]).split())
-        h.update(m["role"].encode())
-        h.update(b"\x00")
-        h.update(content.encode("utf-8", "surrogatepass"))
-        h.update(b"\x01")
+        content = m["content"]
+        if not content.isascii():  # NFC changes nothing in ASCII, and isascii() is O(1) on str
+            content = unicodedata.normalize("NFC", content)
+        h.update(f"{m['role']}\x00{' '.join(content.split())}\x01".encode("utf-8", "surrogatepass"))
     return h.hexdigest()
 
 

@@ -48,28 +48,29 @@ def load(rel: str) -> list[dict]:
         return json.load(f)
 
 
-def run_tree(cmd: list[str], cwd: Path) -> dict:
-    """Run a command; sample the RSS and CPU time of its whole process tree."""
+def run_tree(cmd: list[str], cwd: Path, pss: bool) -> dict:
+    """Run a command; sample the RSS (and PSS, which costs CPU to read) and CPU time of its whole process tree."""
     start = time.time()
     proc = psutil.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak, peak_pss, cpu = 0, 0, {}
     while proc.poll() is None:
         try:
             procs = [proc, *proc.children(recursive=True)]
-            rss = pss = 0
+            rss = pss_sum = 0
             for p in procs:
                 try:
-                    mem = p.memory_full_info()  # pss: forked workers share pages that rss counts in each
+                    # pss: forked workers share pages that rss counts in each
+                    mem = p.memory_full_info() if pss else p.memory_info()
                     rss += mem.rss
-                    pss += getattr(mem, "pss", mem.rss)
+                    pss_sum += getattr(mem, "pss", mem.rss)
                     t = p.cpu_times()
                     cpu[p.pid] = t.user + t.system
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
-            peak, peak_pss = max(peak, rss), max(peak_pss, pss)
+            peak, peak_pss = max(peak, rss), max(peak_pss, pss_sum)
         except psutil.NoSuchProcess:
             break
-        time.sleep(0.05)
+        time.sleep(0.1 if pss else 0.25)
     wall = time.time() - start
     stderr = proc.stderr.read().decode()
     if proc.returncode != 0:
@@ -93,11 +94,11 @@ def manifest(run_dir: Path, stage: str) -> dict:
     return json.loads((run_dir / stage / "manifest.json").read_text())
 
 
-def pipeline(tmp: Path, inputs: list[dict], workers: int, name: str) -> dict:
+def pipeline(tmp: Path, inputs: list[dict], workers: int, name: str, pss: bool = False) -> dict:
     run_dir = tmp / name
     cfg = write_config(tmp / f"{name}.yaml", run_dir, inputs)
     cmd = [sys.executable, "-m", "factory", "run", "clean", "-c", str(cfg), "--workers", str(workers)]
-    tree = run_tree(cmd, ROOT)
+    tree = run_tree(cmd, ROOT, pss)
     ing, cln = manifest(run_dir, "ingest"), manifest(run_dir, "clean")
     n = ing["counts"]["in"]
     return {
@@ -179,7 +180,9 @@ def main() -> None:
             for n in args.sizes:
                 path = tmp / f"big-{n}.jsonl"
                 make_big(path, alpaca_like, n)
-                res = pipeline(tmp, [{"path": str(path), "format": "alpaca"}], args.workers, f"big{n}")
+                res = pipeline(
+                    tmp, [{"path": str(path), "format": "alpaca"}], args.workers, f"big{n}", pss=True
+                )
                 mem[str(n)] = {
                     k: res[k]
                     for k in (

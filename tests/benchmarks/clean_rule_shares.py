@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from factory.records import detect_format, to_record  # noqa: E402
 from stages.clean.config import CleanConfig  # noqa: E402
 from stages.clean.normalize import normalize_messages  # noqa: E402
 from stages.clean.rules import RULES, RecordView, applies, check  # noqa: E402
@@ -38,36 +39,15 @@ FILES = {
     "gpteacher_toolformer": "gpteacher/toolformer-dedupe-only-dataset.json.gz",
     "sharegpt_dummy": "sharegpt/dummy_conversation.json",
 }
-SHAREGPT_ROLES = {
-    "human": "user",
-    "user": "user",
-    "gpt": "assistant",
-    "assistant": "assistant",
-    "system": "system",
-}
 
 
 def load_file(path: Path, name: str) -> list[dict[str, Any]]:
-    """Alpaca/GPTeacher/ShareGPT JSON (optionally gzipped) -> records {id, messages, meta, kind}."""
+    """A shared SFT JSON file (optionally gzipped) -> canonical records, converted as ingest converts them."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as f:
         rows = json.load(f)
-    records = []
-    for i, row in enumerate(rows):
-        if "conversations" in row:
-            messages = [
-                {"role": SHAREGPT_ROLES[t["from"]], "content": t["value"]} for t in row["conversations"]
-            ]
-        else:
-            messages = []
-            for user, answer in row.get("history") or []:
-                messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-            inst, inp = row["instruction"], row.get("input") or ""
-            answer = row["output"] if "output" in row else row["response"]
-            user = f"{inst}\n\n{inp}" if inp.strip() else inst
-            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-        records.append({"id": f"{name}:{row.get('id', i)}", "messages": messages, "meta": {}, "kind": "chat"})
-    return records
+    fmt = detect_format(rows[0])
+    return [to_record(row, fmt, name, f"{name}:{row.get('id', i)}", None, {}) for i, row in enumerate(rows)]
 
 
 def _meta(record: dict) -> dict:
@@ -102,7 +82,7 @@ def rule_shares(records: list[dict], cfg: CleanConfig | None = None, examples: i
             funnel[reason] = funnel.get(reason, 0) + 1
             ex = funnel_examples.setdefault(reason, [])
             if len(ex) < examples:
-                ex.append(_example(r["id"], detail))
+                ex.append(_example(r["origin"], detail))
     total_s = time.perf_counter() - t0
     # Normalisation alone, timed.
     t0 = time.perf_counter()
@@ -128,7 +108,7 @@ def rule_shares(records: list[dict], cfg: CleanConfig | None = None, examples: i
                 hits += 1
                 ex = indep_examples.setdefault(rule.name, [])
                 if len(ex) < examples:
-                    ex.append(_example(r["id"], verdict[1]))
+                    ex.append(_example(r["origin"], verdict[1]))
         group_s[rule.group] = group_s.get(rule.group, 0.0) + time.perf_counter() - t0
         independent[rule.name] = hits
     kept = n - sum(funnel.values())
