@@ -98,22 +98,29 @@ def test_one_and_two_workers_give_identical_outputs(tmp_path):
         assert [s["digest"] for s in ma["shards"]] == [s["digest"] for s in mb["shards"]]
 
 
+def start_and_wait(cfg: Path, stage: str, workers: int, min_done: int = 5) -> subprocess.Popen:
+    """Start `factory run clean` in a subprocess and return once `min_done` shards of `stage` are finished."""
+    run_dir = cfg.parent / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "factory", "run", "clean", "-c", str(cfg), "--workers", str(workers)],
+        cwd=cfg.parent,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while len(markers(run_dir, stage)) < min_done and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    return proc
+
+
 @pytest.mark.parametrize("stage", ["ingest", "clean"])
 def test_kill_9_mid_stage_then_resume(tmp_path, stage):
     """Kill the process once a few shards of `stage` are done; the rerun redoes none of them and matches."""
     cfg = make_run(tmp_path, n=2000, shard_rows=4)
     run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "factory", "run", "clean", "-c", str(cfg), "--workers", "1"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 120
-    while len(markers(run_dir, stage)) < 5 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
+    proc = start_and_wait(cfg, stage, workers=1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = markers(run_dir, stage)
@@ -140,18 +147,7 @@ def test_kill_9_mid_stage_then_resume(tmp_path, stage):
 def test_ctrl_c_exits_130_and_the_run_resumes(tmp_path):
     cfg = make_run(tmp_path, n=2000, shard_rows=4)
     run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "factory", "run", "clean", "-c", str(cfg), "--workers", "2"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
-    while len(markers(run_dir, "clean")) < 5 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
+    proc = start_and_wait(cfg, "clean", workers=2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
