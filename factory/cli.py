@@ -131,8 +131,18 @@ def _run(args: argparse.Namespace, console) -> int:
     add_run_log(runner.prepare_run_dir(cfg.run_dir))
     log = logging.getLogger("factory")
     log.info("run %s -> %s (%d workers)", " ".join(args.stages), cfg.run_dir, workers)
+    # A stage may ask ingest to scrub the raw text it keeps in rejects (clean's PII settings).
+    redactors = [
+        r
+        for name, cls in STAGES.items()
+        if hasattr(cls, "ingest_redactor") and (r := cls.ingest_redactor(getattr(cfg.stages, name)))
+    ]
     opts = runner.RunOptions(
-        force=frozenset(args.force), strict=args.strict, workers=workers, console=console
+        force=frozenset(args.force),
+        strict=args.strict,
+        workers=workers,
+        console=console,
+        redact=redactors[0] if redactors else None,
     )
     runner.run(cfg, args.stages, STAGES, opts)
     return EXIT_OK

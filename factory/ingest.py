@@ -23,7 +23,7 @@ import gzip
 import hashlib
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,40 @@ class Chunk:
     faults: list[tuple[str, str, str]] = field(
         default_factory=list
     )  # (origin, reason, message) found while reading
+    redact: Redactor | None = None
+
+
+_REDACTORS: dict[tuple, Any] = {}
+
+
+@dataclass(frozen=True)
+class Redactor:
+    """Scrubs records, and the raw text of bad lines, as they enter the run directory (no raw PII on disk).
+
+    `build(config)` returns an object with `record(rec) -> rec` and `text(str) -> str`; it is built once per
+    worker process (scrubbers are costly to build). The composition root (the CLI) supplies it from the clean
+    stage's PII settings: this module knows no stage by name.
+    """
+
+    build: Callable[[dict], Any]
+    config: dict
+
+    def _impl(self) -> Any:
+        key = (
+            self.build.__module__,
+            self.build.__qualname__,
+            orjson.dumps(self.config, option=orjson.OPT_SORT_KEYS),
+        )
+        impl = _REDACTORS.get(key)
+        if impl is None:
+            impl = _REDACTORS[key] = self.build(self.config)
+        return impl
+
+    def record(self, rec: dict) -> dict:
+        return self._impl().record(rec)
+
+    def text(self, text: str) -> str:
+        return self._impl().text(text)
 
 
 # ---- resolving paths -----------------------------------------------------------------------------------------
@@ -155,7 +189,9 @@ def open_binary(path: str):
         raise InputError(f"{path}: cannot open: {exc.strerror or exc}") from None
 
 
-def read_chunks(f: InputFile, cfg: IngestConfig, strict: bool) -> Iterator[Chunk]:
+def read_chunks(
+    f: InputFile, cfg: IngestConfig, strict: bool, redact: Redactor | None = None
+) -> Iterator[Chunk]:
     """Yield the chunks of one file; detects the record format from its first record when none is given."""
     readers = {
         "jsonl": _jsonl_chunks,
@@ -172,7 +208,7 @@ def read_chunks(f: InputFile, cfg: IngestConfig, strict: bool) -> Iterator[Chunk
             if f.format is None:
                 _detect(f, items)
             count += len(positions) + len(faults)
-            yield Chunk(f, items, positions, strict, cfg.max_raw_in_detail, faults)
+            yield Chunk(f, items, positions, strict, cfg.max_raw_in_detail, faults, redact)
     except (OSError, EOFError) as exc:
         raise InputError(f"{f.path}: cannot read: {exc}") from None
     except pa.ArrowInvalid as exc:
@@ -349,7 +385,10 @@ def convert_chunk(chunk: Chunk) -> ShardResult:
     def fault(origin: str, reason: str, message: str, raw: str) -> None:
         if chunk.strict:
             raise StrictError(f"{origin}: {reason}: {message}")
-        detail = {"error": message, "raw": raw[: chunk.max_raw]}
+        raw = raw[: chunk.max_raw]
+        if chunk.redact is not None:
+            message, raw = chunk.redact.text(message), chunk.redact.text(raw)
+        detail = {"error": message, "raw": raw}
         row = {
             "id": hashlib.blake2b(f"{origin}\0{raw}".encode(), digest_size=16).hexdigest(),
             "source": spec.source,
@@ -379,7 +418,8 @@ def convert_chunk(chunk: Chunk) -> ShardResult:
         else:
             obj = item
         try:
-            kept.append(to_record(obj, f.format, spec.source, origin, spec.kind, spec.fields))
+            rec = to_record(obj, f.format, spec.source, origin, spec.kind, spec.fields)
+            kept.append(chunk.redact.record(rec) if chunk.redact is not None else rec)
         except RecordFault as exc:
             fault(origin, exc.reason, exc.message, orjson.dumps(obj, default=str).decode())
     return ShardResult.from_rows(kept, rejected, {"read_from": {f.path: len(items) + len(chunk.faults)}})

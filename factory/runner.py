@@ -114,6 +114,7 @@ class RunOptions:
     strict: bool = False
     workers: int = 1
     console: Console | None = None
+    redact: ingest.Redactor | None = None  # scrubs raw text kept in ingest rejects
 
 
 def prepare_run_dir(path: str | Path) -> Path:
@@ -168,13 +169,15 @@ def _run_ingest(cfg: Section, run_dir: Path, opts: RunOptions, executor: LocalEx
     ingest_cfg = cfg.stages.ingest
     stage_dir = run_dir / "ingest"
     chash = config_hash(ingest_cfg)
+    if opts.redact is not None:  # redacted rejects differ from raw ones: a different result
+        chash += "-redact-" + hashlib.blake2b(orjson.dumps(opts.redact.config), digest_size=6).hexdigest()
     fp = ingest.fingerprint(files, cfg.inputs)
 
     def tasks(done: set[str]) -> Iterator[ShardTask]:
         index = 0
         for f in files:
             first = True
-            for chunk in ingest.read_chunks(f, ingest_cfg, opts.strict):
+            for chunk in ingest.read_chunks(f, ingest_cfg, opts.strict, opts.redact):
                 if first and f.detected:
                     log.info("ingest: %s: format %s (detected from the first record)", f.path, f.format)
                 first = False

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from factory.config import Section
+from stages.clean.code import CodeParseConfig
+from stages.clean.pii import PiiConfig
 
 
 class NormalizeConfig(Section):
@@ -309,4 +311,12 @@ class CleanConfig(Section):
     )
     repetition: RepetitionConfig = Field(
         default_factory=RepetitionConfig, description="Rule `repetition`: prose that repeats itself."
+    )
+    pii: PiiConfig = Field(
+        default_factory=PiiConfig,
+        description="PII scrubbing (`pii.py`): typed placeholders by default; `reject` per entity type -> `pii_<kind>`.",
+    )
+    code_parse: CodeParseConfig = Field(
+        default_factory=CodeParseConfig,
+        description="Code parse checks (`code.py`): a code block tree-sitter cannot parse -> `code_syntax_error`.",
     )

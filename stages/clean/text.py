@@ -1,5 +1,8 @@
 """Text helpers shared by the clean rules: code fences, code detection, prose extraction and word counts.
 
+`fenced_blocks` gives the fenced blocks with their info strings and first lines (for the code parse check);
+`split_fences` gives the prose rules the text outside them; both read fences with one scanner.
+
 Web-text heuristics (Gopher, C4, FineWeb) misfire on code, so the rules run them on *prose* only: fenced blocks
 (``` or ~~~; CommonMark's rules, made lenient for the fences real SFT data writes, see `split_fences`) are cut
 out, a field that looks like code as a whole is not prose at all, and in mixed fields the lines that look like
@@ -66,6 +69,62 @@ _INLINE_CODE_RE = re.compile(r"`+[^`\n]+`+")
 _LIST_ITEM_RE = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s")
 
 
+@dataclass(slots=True)
+class Block:
+    """One fenced block: its info string (as written, "" if none), its body, where the body starts (1-based
+    line of the field) and whether its fence was closed."""
+
+    info: str
+    body: str
+    line: int
+    closed: bool = True
+
+
+def _scan_fences(text: str) -> tuple[list[str], list[Block]]:
+    """The lines outside fenced blocks and the blocks (see `split_fences` for the fence rules)."""
+    outside: list[str] = []
+    blocks: list[Block] = []
+    body: list[str] = []
+    fence = ""  # the open fence's character, "" outside a block
+    info = ""
+    start = 0
+    for n, line in enumerate(text.split("\n"), 1):
+        m = _FENCE_RE.match(line)
+        if not fence:
+            if m and m.group(1)[:3] not in m.group(2):
+                fence = m.group(1)[0]
+                rest = m.group(2)
+                word = rest.strip()
+                if word and not _INFO_RE.fullmatch(word):
+                    body, info, start = [rest], "", n  # code on the opening line
+                else:
+                    body, info, start = [], word, n + 1
+            else:
+                outside.append(line)
+        elif m and m.group(1)[0] == fence:
+            if m.group(2).strip():
+                body.append(m.group(2))
+            blocks.append(Block(info, "\n".join(body), start))
+            fence = ""
+        elif line.rstrip().endswith(fence * 3):
+            body.append(line.rstrip()[:-3])
+            blocks.append(Block(info, "\n".join(body), start))
+            fence = ""
+        else:
+            body.append(line)
+    if fence:
+        blocks.append(Block(info, "\n".join(body), start, closed=False))
+    return outside, blocks
+
+
+def fenced_blocks(text: str) -> list[Block]:
+    """The fenced blocks of a field with their info strings ("python", "c++", "" when untagged) and first lines,
+    found by the same rules as `split_fences`."""
+    if "```" not in text and "~~~" not in text:
+        return []
+    return _scan_fences(text)[1]
+
+
 def split_fences(text: str) -> tuple[str, list[str], bool]:
     """(text outside fenced blocks, the fenced blocks' bodies, whether every opened fence was closed).
 
@@ -75,33 +134,8 @@ def split_fences(text: str) -> tuple[str, list[str], bool]:
     ("```null``` is returned") is not a fence."""
     if "```" not in text and "~~~" not in text:
         return text, [], True
-    outside: list[str] = []
-    blocks: list[str] = []
-    body: list[str] = []
-    fence = ""  # the open fence's character, "" outside a block
-    for line in text.split("\n"):
-        m = _FENCE_RE.match(line)
-        if not fence:
-            if m and m.group(1)[:3] not in m.group(2):
-                fence = m.group(1)[0]
-                rest = m.group(2)
-                body = [rest] if rest.strip() and not _INFO_RE.fullmatch(rest.strip()) else []
-            else:
-                outside.append(line)
-        elif m and m.group(1)[0] == fence:
-            if m.group(2).strip():
-                body.append(m.group(2))
-            blocks.append("\n".join(body))
-            fence = ""
-        elif line.rstrip().endswith(fence * 3):
-            body.append(line.rstrip()[:-3])
-            blocks.append("\n".join(body))
-            fence = ""
-        else:
-            body.append(line)
-    if fence:
-        blocks.append("\n".join(body))
-    return "\n".join(outside), blocks, not fence
+    outside, blocks = _scan_fences(text)
+    return "\n".join(outside), [b.body for b in blocks], not blocks or blocks[-1].closed
 
 
 def looks_like_code(text: str, max_lines: int = 60) -> bool:

@@ -5,6 +5,11 @@ Measures, on this machine, in one run:
   ingest, of clean, and of both together; the CPU utilisation of the process tree (1.0 = every core busy);
 - `rules`: per clean rule group, records/s on one core, and the share of each SFT set each rule drops with
   examples (`clean_rule_shares.rule_shares`);
+- `pii_speed`: clean records/s with PII scrubbing on (with the pre-screen, the default), without the
+  pre-screen, and with PII off; `pii_eval`: recall/precision per entity type on ../shared/data/pii and on values
+  planted in SFT records, look-alike survival (`pii_eval.evaluate`);
+- `code_eval`: tree-sitter checks/s per language and catches/false rejects on ../shared/data/code
+  (`code_eval.evaluate`);
 - `memory`: peak RSS of the whole process tree (main + workers) for ingest + clean at two input sizes (default
   100k and 1M records, made by repeating the SFT files with an edit per copy so ids differ), and its ratio.
 
@@ -83,10 +88,10 @@ def run_tree(cmd: list[str], cwd: Path, pss: bool) -> dict:
     }
 
 
-def write_config(path: Path, run_dir: Path, inputs: list[dict]) -> Path:
+def write_config(path: Path, run_dir: Path, inputs: list[dict], stages: dict | None = None) -> Path:
     import yaml
 
-    path.write_text(yaml.safe_dump({"run_dir": str(run_dir), "inputs": inputs}))
+    path.write_text(yaml.safe_dump({"run_dir": str(run_dir), "inputs": inputs, "stages": stages or {}}))
     return path
 
 
@@ -94,9 +99,11 @@ def manifest(run_dir: Path, stage: str) -> dict:
     return json.loads((run_dir / stage / "manifest.json").read_text())
 
 
-def pipeline(tmp: Path, inputs: list[dict], workers: int, name: str, pss: bool = False) -> dict:
+def pipeline(
+    tmp: Path, inputs: list[dict], workers: int, name: str, pss: bool = False, stages: dict | None = None
+) -> dict:
     run_dir = tmp / name
-    cfg = write_config(tmp / f"{name}.yaml", run_dir, inputs)
+    cfg = write_config(tmp / f"{name}.yaml", run_dir, inputs, stages)
     cmd = [sys.executable, "-m", "factory", "run", "clean", "-c", str(cfg), "--workers", str(workers)]
     tree = run_tree(cmd, ROOT, pss)
     ing, cln = manifest(run_dir, "ingest"), manifest(run_dir, "clean")
@@ -112,6 +119,8 @@ def pipeline(tmp: Path, inputs: list[dict], workers: int, name: str, pss: bool =
         "peak_pss_mb": tree["peak_pss_mb"],
         "clean_kept": cln["counts"]["out"],
         "clean_rejected_by_reason": cln["rejected_by_reason"],
+        "pii": cln.get("pii"),
+        "code": cln.get("code"),
     }
 
 
@@ -141,6 +150,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from clean_rule_shares import load_file, rule_shares
+    from code_eval import evaluate as code_evaluate
+    from pii_eval import evaluate as pii_evaluate
 
     out: dict = {"bench": "clean", "workers": args.workers, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="bench-clean-") as tmpdir:
@@ -173,6 +184,22 @@ def main() -> None:
                 del i["fields"]
         out["pipeline"] = pipeline(tmp, inputs, args.workers, "sft")
         out["pipeline"]["target_records_per_s"] = 10_000
+        # The same run with PII scrubbing: with the pre-screen (the default), without it, and PII off.
+        variants = {
+            "pii_off": {"clean": {"pii": {"enabled": False}}},
+            "pii_no_prescreen": {"clean": {"pii": {"prescreen": False}}},
+        }
+        out["pii_speed"] = {
+            "pii_on_prescreen": {
+                "clean_records_per_s": out["pipeline"]["clean_records_per_s"],
+                "target_records_per_s": 2_000,
+            }
+        }
+        for name, stages in variants.items():
+            res = pipeline(tmp, inputs, args.workers, name, stages=stages)
+            out["pii_speed"][name] = {"clean_records_per_s": res["clean_records_per_s"], "pii": res["pii"]}
+        out["pii_eval"] = pii_evaluate(SHARED.parent)
+        out["code_eval"] = code_evaluate(SHARED.parent)
         out["rules"] = {name: rule_shares(load_file(SHARED / rel, name)) for name, rel in SFT_FILES.items()}
 
         if not args.skip_memory:

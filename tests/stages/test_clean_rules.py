@@ -463,7 +463,7 @@ def test_every_config_field_is_described():
         {"too_short": {"min_wordz": 2}},
         {"tooshort": {"min_words": 2}},
         {"repetition": {"enabled": True, "gopher": True}},
-        {"pii": {"enabled": True}},
+        {"pii": {"enabld": True}},
     ],
 )
 def test_config_refuses_unknown_keys(raw):
