@@ -12,7 +12,7 @@ def test_demo_recipe(tmp_path, monkeypatch):
     assert run_cli("run", "clean", "-c", "configs/demo.yaml", "--run-dir", str(tmp_path / "demo")) == 0
 
     _, ingest_rejects, ingest = read_stage(tmp_path / "demo", "ingest")
-    assert ingest["counts"] == {"in": 690, "out": 686, "rejected": 4}
+    assert ingest["counts"] == {"in": 692, "out": 688, "rejected": 4}
     assert {r["reason"]: r["origin"] for r in ingest_rejects} == {
         "malformed_json": "data/samples/messy.jsonl:7",
         "bad_encoding": "data/samples/messy.jsonl:8",
@@ -28,7 +28,7 @@ def test_demo_recipe(tmp_path, monkeypatch):
 
     records, rejects, clean = read_stage(tmp_path / "demo", "clean")
     c = clean["counts"]
-    assert c["in"] == 686 and c["in"] == c["out"] + c["rejected"]
+    assert c["in"] == 688 and c["in"] == c["out"] + c["rejected"]
     messy = {r["origin"].rsplit(":", 1)[1]: r for r in rejects if "messy" in r["origin"]}
     assert {line: r["reason"] for line, r in messy.items()} == {
         "5": "too_short",
@@ -38,6 +38,7 @@ def test_demo_recipe(tmp_path, monkeypatch):
         "11": "repeats_instruction",
         "12": "truncated",
         "13": "repetition",
+        "17": "code_syntax_error",
     }
     assert json.loads(messy["6"]["detail"])  # evidence is JSON
     kept = {r["origin"].rsplit(":", 1)[1]: r["messages"] for r in records if "messy" in r["origin"]}
@@ -49,5 +50,11 @@ def test_demo_recipe(tmp_path, monkeypatch):
         and kept["4"][1]["content"] == "Red, yellow and blue."
     )
     assert clean["normalised"]["mojibake"] >= 1 and clean["normalised"]["zero_width"] >= 1
+    # PII is replaced by typed placeholders, and counted; the broken code answer names its line.
+    assert kept["16"][0]["content"].endswith("From: <EMAIL>, phone <PHONE>")
+    assert clean["pii"]["entities"]["email"] >= 1 and clean["pii"]["entities"]["phone"] >= 1
+    code = json.loads(messy["17"]["detail"])
+    assert (code["language"], code["line"]) == ("python", 1)
+    assert clean["code"]["failed"] == {"python": 1}
     # The shipped curated samples are nearly all kept.
-    assert c["out"] / (c["in"] - 11) >= 0.95
+    assert c["out"] / (c["in"] - 13) >= 0.95
