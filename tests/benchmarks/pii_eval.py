@@ -18,7 +18,10 @@
   survival = the string is still in the output verbatim.
 - `plain_changed`: share of unmodified records of every shared SFT set that scrubbing changes, by kind found.
 - `speed`: records/s of `scrub_messages` on one core on Alpaca + CodeAlpaca with the pre-screen (the default) and
-  without it (presidio on every text; on a sample), and the share of texts the pre-screen passes to presidio.
+  without it (presidio on every text; on a sample), the share of texts the pre-screen passes to presidio, and
+  whether both give the same outputs.
+- `presidio_defaults`: the baseline, presidio's predefined recognizers on 1,000 plain Alpaca / CodeAlpaca records
+  (blank spaCy, no NER): share of records it would change, by entity type, and records/s.
 """
 
 from __future__ import annotations
@@ -78,13 +81,21 @@ PLANT_KIND = {
 
 
 def load_json(path: Path) -> list[dict]:
-    with gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8") as f:
+    with (
+        gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8") as f
+    ):
         return json.load(f)
 
 
 def to_messages(row: dict) -> list[dict[str, str]]:
     if "conversations" in row:
-        roles = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+        roles = {
+            "human": "user",
+            "user": "user",
+            "gpt": "assistant",
+            "assistant": "assistant",
+            "system": "system",
+        }
         return [{"role": roles.get(t["from"], "user"), "content": t["value"]} for t in row["conversations"]]
     prompt = row.get("instruction", "")
     if row.get("input"):
@@ -104,20 +115,23 @@ def sft_records(data_dir: Path, name: str, limit: int | None = None) -> list[lis
 # ---- value generators ------------------------------------------------------------------------------------------
 
 FIRST = ["jane", "li", "omar", "maria", "kenji", "sven", "aisha", "pablo", "olga", "tom", "noura", "raj"]
-LAST = ["doe", "wang", "haddad", "rossi", "sato", "lindqvist", "okafor", "garcia", "ivanova", "nguyen", "patel"]
+LAST = ["doe", "wang", "haddad", "rossi", "sato", "lindqvist", "okafor", "garcia", "ivanova", "nguyen"]
 DOMAINS = ["gmail.com", "outlook.com", "yahoo.co.uk", "protonmail.com", "acme-corp.io", "uni-heidelberg.de",
            "mail.ru", "web.de", "company.org", "fastmail.fm", "icloud.com", "hospital.nhs.uk"]  # fmt: skip
 
 
 def gen_email(rng: random.Random) -> str:
     f, last = rng.choice(FIRST), rng.choice(LAST)
-    local = rng.choice([f"{f}.{last}", f"{f}_{last}{rng.randint(1, 99)}", f"{f[0]}{last}", f"{f}.{last}+news"])
+    local = rng.choice(
+        [f"{f}.{last}", f"{f}_{last}{rng.randint(1, 99)}", f"{f[0]}{last}", f"{f}.{last}+news"]
+    )
     return f"{local}@{rng.choice(DOMAINS)}"
 
 
 def gen_phone(rng: random.Random) -> str:
     d = lambda n: "".join(rng.choice(string.digits) for _ in range(n))  # noqa: E731
-    a, b = f"{rng.randint(2, 9)}{d(2)}", f"{rng.randint(2, 9)}{d(2)}"
+    # no toll-free 8xx area codes and no 555: those reach no person, the scrubber leaves them
+    a, b = f"{rng.randint(2, 7)}{d(2)}", f"{rng.randint(2, 9)}{d(2)}"
     return rng.choice(
         [
             f"({a}) {b}-{d(4)}",
@@ -214,9 +228,11 @@ def gen_ssn(rng: random.Random) -> str:
 
 
 def _rand(rng: random.Random, n: int, alphabet: str = string.ascii_letters + string.digits) -> str:
+    """Random characters with every class (lower, upper, digit) the alphabet has."""
+    classes = [f for f in (str.isdigit, str.isupper, str.islower) if any(f(c) for c in alphabet)]
     while True:
         s = "".join(rng.choice(alphabet) for _ in range(n))
-        if any(c.isdigit() for c in s) and any(c.isupper() for c in s) and any(c.islower() for c in s):
+        if all(any(f(c) for c in s) for f in classes):
             return s
 
 
@@ -255,7 +271,7 @@ def gen_url_password(rng: random.Random) -> str:
     scheme = rng.choice(["postgres", "postgresql", "mysql", "mongodb", "redis", "amqp", "https", "ftp"])
     user = rng.choice(["admin", "app", "deploy", rng.choice(FIRST)])
     pw = _rand(rng, rng.randint(10, 20), string.ascii_letters + string.digits + "!-_.~")
-    host = rng.choice(["db.internal", "10.4.2.17", "prod-db.acme-corp.io", "cache.svc.cluster.local"])
+    host = rng.choice(["db.internal", "prod-db.acme-corp.io", "cache.svc.cluster.local", "rabbit.acme.net"])
     return f"{scheme}://{user}:{pw}@{host}:{rng.randint(1000, 9999)}/{rng.choice(['app', 'main', 'orders'])}"
 
 
@@ -328,7 +344,14 @@ LOOKALIKES = {
                     "-----BEGIN RSA PRIVATE KEY-----\n...\n-----END RSA PRIVATE KEY-----", "Bearer <token>"],
     "network": ["8.8.8.8", "192.0.2.1", "10.0.0.0/8", "255.255.255.0", "::1", "2001:db8::1", "0.0.0.0"],
     "coordinates": ["40.7128, -74.0060", "lat 51.5074 lon -0.1278"],
-    "math": ["(2019) 123-145", "3 + 4 = 7", "10 20 30 40 50 60", "f(x) = 3x^2 + 2x + 1", "1 000 000"],
+    "math": ["(2019) 123-145", "3 + 4 = 7", "10 20 30 40 50 60", "f(x) = 3x^2 + 2x + 1", "1 000 000", "1e+10",
+             "p < 0.001", "[1, 2, 3, 4, 5, 6, 7, 8]", "+/- 0.05"],
+    "identifier": ["ORCID 0000-0002-1825-0097", "DOI 10.1000/182", "Error 0x80070005", "Room 101", "Call 911",
+                   "ISBN 0-19-852663-6", "DE00 0000 0000 0000 0000 00", "arXiv:2303.08774", "RFC 5737"],
+    "local_address": ["user@localhost", "admin@company.local", "ssh -p 2222 deploy@host", "192.168.1.0/24",
+                      "MAC 00:1A:2B:3C:4D:5E", "(555) 555-5555", "tel: (555) 010-0000", "1-800-273-8255"],
+    "regex_and_code": [r"phone_regex = r'\d{3}-\d{3}-\d{4}'", r"r'^[\w.+-]+@[\w-]+\.[\w.]+$'", "$1,234,567",
+                       "sha1 a94a8fe5ccb19ba61c4c0873d391e987982fbbd3", "2023-10-05 14:30:00.123456"],
 }  # fmt: skip
 
 
@@ -411,8 +434,10 @@ def eval_planted(scrubber: PiiScrubber, records: list[list[dict]], rng: random.R
         template = rng.choice((CODE if looks_like_code(messages) and rng.random() < 0.6 else PROSE)[pk])
         sentence = template.format(v=value)
         planted, turn, offset = plant(messages, sentence, rng.choice(["prompt", "answer"]), rng)
-        a = offset + sentence.index(value)
-        b = a + len(value)
+        # in a URL the user info is the secret: scheme://user:password@host
+        secret = value.split("://", 1)[1].rsplit("@", 1)[0] if pk == "url_password" else value
+        a = offset + sentence.index(secret)
+        b = a + len(secret)
         kind = PLANT_KIND[pk]
         n[pk] += 1
         for j, m in enumerate(planted):
@@ -437,7 +462,9 @@ def eval_planted(scrubber: PiiScrubber, records: list[list[dict]], rng: random.R
     }
 
 
-def eval_lookalikes(scrubber: PiiScrubber, records: list[list[dict]], rng: random.Random, verbose: bool) -> dict:
+def eval_lookalikes(
+    scrubber: PiiScrubber, records: list[list[dict]], rng: random.Random, verbose: bool
+) -> dict:
     total, kept = Counter(), Counter()
     lost = []
     items = [(cat, s) for cat, strings in LOOKALIKES.items() for s in strings]
@@ -475,26 +502,36 @@ def eval_plain(scrubber: PiiScrubber, data_dir: Path, verbose: bool) -> dict:
                 if verbose:
                     for m in messages:
                         for f in scrubber.find(m["content"]):
-                            examples.append((name, f.kind, f.recognizer, m["content"][max(0, f.start - 40) : f.end + 15]))
+                            examples.append(
+                                (name, f.kind, f.recognizer, m["content"][max(0, f.start - 40) : f.end + 15])
+                            )
         out[name] = {"records": len(records), "changed": changed, "share": round(changed / len(records), 4)}
         total += len(records)
         changed_all += changed
     if verbose:
         for e in examples:
             print("plain:", e, file=sys.stderr)
-    return {"share_all": round(changed_all / total, 4), "records": total, "by_set": out, "by_kind": dict(kinds_all)}
+    return {
+        "share_all": round(changed_all / total, 4),
+        "records": total,
+        "by_set": out,
+        "by_kind": dict(kinds_all),
+    }
 
 
 def eval_speed(data_dir: Path, no_prescreen_sample: int = 1500) -> dict:
     records = sft_records(data_dir, "alpaca") + sft_records(data_dir, "codealpaca")
-    res = {"records": len(records)}
-    for name, prescreen, sample in (("prescreen", True, records), ("no_prescreen", False, records[::5][:no_prescreen_sample])):
+    res: dict = {"records": len(records)}
+    outputs = {}
+    for name, prescreen, sample in (
+        ("prescreen", True, records),
+        ("no_prescreen", False, records[::5][:no_prescreen_sample]),
+    ):
         scrubber = PiiScrubber(PiiConfig(prescreen=prescreen))
         scrubber.scrub_messages([{"role": "user", "content": "warm up: mail jane.doe@gmail.com"}])
         scrubber.counters()
         t = time.perf_counter()
-        for messages in sample:
-            scrubber.scrub_messages(messages)
+        outputs[name] = [scrubber.scrub_messages(messages) for messages in sample]
         dt = time.perf_counter() - t
         c = scrubber.counters()
         res[name] = {
@@ -503,10 +540,52 @@ def eval_speed(data_dir: Path, no_prescreen_sample: int = 1500) -> dict:
             "presidio_call_share": round(c["presidio_calls"] / max(1, c["texts_scanned"]), 4),
         }
     res["speedup"] = round(res["prescreen"]["records_per_s"] / res["no_prescreen"]["records_per_s"], 1)
+    # the pre-screen must not change a single output: compare on the records both runs saw
+    with_prescreen = outputs["prescreen"][::5][:no_prescreen_sample]
+    res["prescreen_same_output"] = all(
+        (a.messages, a.found, a.reject) == (b.messages, b.found, b.reject)
+        for a, b in zip(with_prescreen, outputs["no_prescreen"], strict=True)
+    )
     return res
 
 
-def evaluate(data_dir: Path, seed: int = 0, verbose: bool = False) -> dict:
+def eval_presidio_defaults(data_dir: Path, n: int = 1000) -> dict:
+    """The baseline: presidio's predefined recognizers (no NER: blank pipeline) on plain Alpaca and CodeAlpaca
+    records; share of records where it finds anything, by entity type, and records/s."""
+    import spacy
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+    from stages.clean.pii import _offline_tldextract
+
+    _offline_tldextract()  # its e-mail check would fetch the suffix list
+    engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": "blank"}])
+    engine.nlp = {"en": spacy.blank("en")}
+    registry = RecognizerRegistry(supported_languages=["en"])
+    registry.load_predefined_recognizers(nlp_engine=engine, languages=["en"])
+    registry.recognizers = [r for r in registry.recognizers if r.__class__.__name__ != "SpacyRecognizer"]
+    analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
+    out = {}
+    for name in ("alpaca", "codealpaca"):
+        records = sft_records(data_dir, name)[:n]
+        changed, kinds = 0, Counter()
+        t = time.perf_counter()
+        for messages in records:
+            found = [
+                r.entity_type for m in messages for r in analyzer.analyze(text=m["content"], language="en")
+            ]
+            changed += bool(found)
+            kinds.update(found)
+        out[name] = {
+            "records": len(records),
+            "records_per_s": round(len(records) / (time.perf_counter() - t)),
+            "changed_share": round(changed / len(records), 4),
+            "by_entity": dict(kinds.most_common(6)),
+        }
+    return out
+
+
+def evaluate(data_dir: Path, seed: int = 0, verbose: bool = False, baseline: bool = True) -> dict:
     data_dir = Path(data_dir)
     scrubber = PiiScrubber(PiiConfig())
     rng = random.Random(seed)
@@ -522,15 +601,21 @@ def evaluate(data_dir: Path, seed: int = 0, verbose: bool = False) -> dict:
         "plain_changed": eval_plain(scrubber, data_dir, verbose),
     }
     out["speed"] = eval_speed(data_dir)
+    if baseline:
+        out["presidio_defaults"] = eval_presidio_defaults(data_dir)
     out["eval_s"] = round(time.perf_counter() - t, 1)
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--verbose", action="store_true", help="misses, false positives and changes on stderr")
+    parser.add_argument(
+        "--verbose", action="store_true", help="misses, false positives and changes on stderr"
+    )
     args = parser.parse_args()
     print(json.dumps(evaluate(args.data, args.seed, args.verbose)))
 
