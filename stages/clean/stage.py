@@ -3,9 +3,11 @@
 PII and the run directory: raw PII must reach no file of the run directory, so records are scrubbed where they
 enter it. With `stages.clean.pii` enabled, ingest redacts every record with these settings (`PiiDoor`, handed to
 ingest by the CLI) and notes in `meta.pii` the entity types it replaced and, where an entity's action is
-`reject`, the masked evidence (`meta.pii_reject`). The clean stage scrubs again (records that entered another way,
-e.g. from synth), counts entities by type and applies the `reject` actions. With `keep_raw_in_rejects`, nothing
-is scrubbed at the door and rejects keep records as they were before scrubbing.
+`reject`, the masked evidence (`meta.pii_reject`); an empty `meta.pii` says "scanned, nothing found". The clean
+stage scans again only what the door did not see: records that entered another way (e.g. from synth) and records
+whose normalisation removed characters that can hide PII (`REVEALING`: zero-width or control characters,
+mojibake). It counts entities by type, applies the `reject` actions and drops an empty `meta.pii`. With
+`keep_raw_in_rejects`, nothing is scrubbed at the door and rejects keep records as they were before scrubbing.
 
 Order per record: 1. normalisation (`normalize.py`); 2. PII (`pii.py`): placeholders in messages and in `meta`,
 `pii_<kind>` rejects; 3. quality rules (`rules.py`), first failing rule wins; 4. code parse checks (`code.py`):
@@ -36,6 +38,10 @@ from stages.clean.config import CleanConfig
 from stages.clean.normalize import normalize_messages
 from stages.clean.pii import PiiConfig, PiiScrubber
 from stages.clean.rules import RecordView, check
+
+# Normalisation steps that can reveal PII the door could not see (an address split by a zero-width space, or
+# hidden in mojibake): records they changed are scanned again; all others were scanned at the door already.
+REVEALING = frozenset({"mojibake", "nfc", "control", "zero_width"})
 
 
 class CleanStage:
@@ -71,7 +77,8 @@ class CleanStage:
             raw = {**row, "messages": messages}  # as it was before scrubbing: kept in rejects only if asked
             verdict = None
             if self.pii is not None:
-                messages, meta, verdict = self._scrub(messages, meta, pii)
+                rescan = "pii" not in meta or not REVEALING.isdisjoint(fixes)
+                messages, meta, verdict = self._scrub(messages, meta, pii, rescan)
             row["messages"] = messages
             row["meta"] = orjson.dumps(meta).decode()
             kind = meta.get("kind", "chat")
@@ -94,19 +101,23 @@ class CleanStage:
             counters["code"] = code
         return ShardResult.from_rows(kept, rejected, counters)
 
-    def _scrub(self, messages: list, meta: dict, pii: dict) -> tuple[list, dict, tuple[str, dict] | None]:
-        """Scrub one record; merge what the door found (meta.pii) with what is found now."""
-        result = self.pii.scrub_messages(messages)
-        found = dict(result.found)
-        meta = scrub_meta(self.pii, meta, found)
+    def _scrub(
+        self, messages: list, meta: dict, pii: dict, rescan: bool
+    ) -> tuple[list, dict, tuple[str, dict] | None]:
+        """Merge what the door found (meta.pii) with a new scan, when one is needed; drop an empty meta.pii."""
         door_reject = meta.pop("pii_reject", None)
-        verdict = result.reject or (tuple(door_reject) if door_reject else None)
-        merge_counters(found, meta.get("pii", {}))
+        verdict = tuple(door_reject) if door_reject else None
+        found = meta.pop("pii", None) or {}
+        if rescan:
+            result = self.pii.scrub_messages(messages)
+            messages, verdict = result.messages, result.reject or verdict
+            merge_counters(found, result.found)
+            meta = scrub_meta(self.pii, meta, found)
         if found:
             meta["pii"] = found
             pii["records_redacted"] += 1
             merge_counters(pii["entities"], found)
-        return result.messages, meta, verdict
+        return messages, meta, verdict
 
 
 def scrub_meta(scrubber: PiiScrubber, value: Any, found: dict[str, int]) -> Any:
@@ -135,9 +146,7 @@ class PiiDoor:
         result = self.scrubber.scrub_messages(rec["messages"])
         found = dict(result.found)
         meta = scrub_meta(self.scrubber, orjson.loads(rec["meta"]), found)
-        if not found:
-            return rec
-        meta["pii"] = found
+        meta["pii"] = found  # also when empty: it says the record was scanned here
         if result.reject is not None:
             meta["pii_reject"] = list(result.reject)
         return {**rec, "messages": result.messages, "meta": orjson.dumps(meta).decode()}

@@ -19,7 +19,6 @@ Usage: python tests/benchmarks/bench_clean.py [--sizes 100000 1000000] [--worker
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import subprocess
@@ -31,9 +30,13 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data" / "sft"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from shared_data import SHARED_DATA, read_json  # noqa: E402
+
+SHARED = SHARED_DATA / "sft"
+
 
 SFT_FILES = {
     "alpaca": "alpaca/alpaca_data_subset5000.json",
@@ -45,12 +48,6 @@ SFT_FILES = {
     "gpteacher_toolformer": "gpteacher/toolformer-dedupe-only-dataset.json.gz",
     "sharegpt": "sharegpt/dummy_conversation.json",
 }
-
-
-def load(rel: str) -> list[dict]:
-    path = SHARED / rel
-    with gzip.open(path, "rt") if rel.endswith(".gz") else open(path) as f:
-        return json.load(f)
 
 
 def run_tree(cmd: list[str], cwd: Path, pss: bool) -> dict:
@@ -158,7 +155,7 @@ def main() -> None:
         tmp = Path(tmpdir)
         inputs, alpaca_like = [], []
         for name, rel in SFT_FILES.items():
-            rows = load(rel)
+            rows = read_json(SHARED / rel)
             path = tmp / f"{name}.jsonl"
             with open(path, "w") as f:
                 for r in rows:
@@ -198,8 +195,8 @@ def main() -> None:
         for name, stages in variants.items():
             res = pipeline(tmp, inputs, args.workers, name, stages=stages)
             out["pii_speed"][name] = {"clean_records_per_s": res["clean_records_per_s"], "pii": res["pii"]}
-        out["pii_eval"] = pii_evaluate(SHARED.parent)
-        out["code_eval"] = code_evaluate(SHARED.parent)
+        out["pii_eval"] = pii_evaluate(SHARED_DATA)
+        out["code_eval"] = code_evaluate(SHARED_DATA / "code")
         out["rules"] = {name: rule_shares(load_file(SHARED / rel, name)) for name, rel in SFT_FILES.items()}
 
         if not args.skip_memory:

@@ -4,7 +4,7 @@ Prints ONE JSON line: per file the record count, the keep rate with the default 
 funnel, as the stage applies it), each rule's drop share when evaluated on its own, the funnel counts, 2-3
 example drops per rule (id, evidence), and records/s for normalisation + all rules, plus per rule group.
 
-    .venv/bin/python tests/benchmarks/clean_rule_shares.py [--data /work/shared/data/sft] [--examples 3]
+    .venv/bin/python tests/benchmarks/clean_rule_shares.py [--data ../shared/data/sft] [--examples 3]
 
 `rule_shares(records)` is the reusable part: records are dicts with `id`, `messages` and optionally `meta`
 (dict or JSON string) and `kind`.
@@ -13,7 +13,6 @@ example drops per rule (id, evidence), and records/s for normalisation + all rul
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 import time
@@ -23,6 +22,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from shared_data import SHARED_DATA, read_json  # noqa: E402
 
 from factory.records import detect_format, to_record  # noqa: E402
 from stages.clean.config import CleanConfig  # noqa: E402
@@ -43,9 +44,7 @@ FILES = {
 
 def load_file(path: Path, name: str) -> list[dict[str, Any]]:
     """A shared SFT JSON file (optionally gzipped) -> canonical records, converted as ingest converts them."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        rows = json.load(f)
+    rows = read_json(path)
     fmt = detect_format(rows[0])
     return [to_record(row, fmt, name, f"{name}:{row.get('id', i)}", None, {}) for i, row in enumerate(rows)]
 
@@ -133,9 +132,7 @@ def rule_shares(records: list[dict], cfg: CleanConfig | None = None, examples: i
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--data", default=str(ROOT.parent / "shared" / "data" / "sft"), help="The SFT data folder."
-    )
+    ap.add_argument("--data", default=str(SHARED_DATA / "sft"), help="The SFT data folder.")
     ap.add_argument("--examples", type=int, default=3, help="Example drops kept per rule.")
     args = ap.parse_args(argv)
     cfg = CleanConfig()

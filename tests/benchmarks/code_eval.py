@@ -18,7 +18,7 @@ benchmarks/) as they are, prose and fenced blocks in C, Go, Java, JavaScript, Ru
 assistant answer: what is rejected (all genuinely broken when last read: Python-style docstrings in Rust, a
 fence inside a block comment), with examples, and the counters.
 
-    .venv/bin/python tests/benchmarks/code_eval.py [--data /work/shared/data/code] [--codexglue 1000]
+    .venv/bin/python tests/benchmarks/code_eval.py [--data ../shared/data/code] [--codexglue 1000]
 
 `evaluate(data_dir)` is the reusable part.
 """
@@ -26,7 +26,6 @@ fence inside a block comment), with examples, and the counters.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import random
 import sys
@@ -37,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from shared_data import SHARED_DATA, read_jsonl  # noqa: E402
 
 from factory.stage import merge_counters  # noqa: E402
 from stages.clean.code import _ATTEMPTS, CodeChecker, CodeParseConfig, _parse, _parser, _prepare  # noqa: E402
@@ -60,11 +61,6 @@ def record(code: str, tag: str) -> RecordView:
     )
     messages = [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": answer}]
     return RecordView(messages, "chat", {})
-
-
-def load_jsonl(path: Path) -> list[dict]:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def program(row: dict) -> str:
@@ -208,9 +204,9 @@ def evaluate(data_dir: Path, codexglue: int = 1000, seed: int = 0) -> dict:
     rng = random.Random(seed)
     out: dict = {"humaneval_x": {}}
     for suffix, (lang, tags) in HUMANEVAL_X.items():
-        rows = load_jsonl(data_dir / "humaneval-x" / f"humaneval_{suffix}.jsonl.gz")
+        rows = read_jsonl(data_dir / "humaneval-x" / f"humaneval_{suffix}.jsonl.gz")
         out["humaneval_x"][lang] = evaluate_programs(checker, [program(r) for r in rows], lang, tags, rng)
-    pairs = load_jsonl(data_dir / "codexglue_java_cs" / "test.jsonl.gz")[:codexglue]
+    pairs = read_jsonl(data_dir / "codexglue_java_cs" / "test.jsonl.gz")[:codexglue]
     out["codexglue_java"] = evaluate_programs(checker, [p["java"] for p in pairs], "java", ("java",), rng)
     cs_views = [record(p["cs"], "csharp") for p in pairs]
     cs_rejects = sum(checker.check(v)[0] is not None for v in cs_views)
@@ -237,7 +233,7 @@ def evaluate(data_dir: Path, codexglue: int = 1000, seed: int = 0) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--data", type=Path, default=Path("/work/shared/data/code"))
+    ap.add_argument("--data", type=Path, default=SHARED_DATA / "code")
     ap.add_argument("--codexglue", type=int, default=1000, help="CodeXGLUE java/cs test pairs to use")
     args = ap.parse_args()
     print(json.dumps(evaluate(args.data, args.codexglue)))

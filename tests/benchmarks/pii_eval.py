@@ -1,6 +1,6 @@
 """How well the clean stage's PII scrubbing finds PII, leaves look-alikes alone, and how fast it runs. ONE JSON line.
 
-    .venv/bin/python tests/benchmarks/pii_eval.py [--data /work/shared/data] [--verbose]
+    .venv/bin/python tests/benchmarks/pii_eval.py [--data ../shared/data] [--verbose]
 
 `evaluate(data_dir)` (reused by `bench_clean.py`) measures, with the default `PiiConfig`:
 - `labelled`: recall and precision per entity kind on presidio-research's span-labelled sets
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import gzip
 import json
 import random
 import string
@@ -40,6 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from shared_data import SHARED_DATA, read_json  # noqa: E402
 
 from stages.clean.pii import PiiConfig, PiiScrubber  # noqa: E402
 from stages.clean.pii_recognizers import luhn_ok  # noqa: E402
@@ -80,13 +81,6 @@ PLANT_KIND = {
 # ---- data ------------------------------------------------------------------------------------------------------
 
 
-def load_json(path: Path) -> list[dict]:
-    with (
-        gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8") as f
-    ):
-        return json.load(f)
-
-
 def to_messages(row: dict) -> list[dict[str, str]]:
     if "conversations" in row:
         roles = {
@@ -108,7 +102,7 @@ def to_messages(row: dict) -> list[dict[str, str]]:
 
 
 def sft_records(data_dir: Path, name: str, limit: int | None = None) -> list[list[dict[str, str]]]:
-    rows = load_json(data_dir / SFT[name])
+    rows = read_json(data_dir / SFT[name])
     return [to_messages(r) for r in rows[:limit]]
 
 
@@ -386,7 +380,7 @@ def eval_labelled(scrubber: PiiScrubber, data_dir: Path, verbose: bool) -> dict:
     gold_n, hit, pred_n, pred_ok = Counter(), Counter(), Counter(), Counter()
     misses, wrong = defaultdict(list), defaultdict(list)
     for rel in LABELLED:
-        for rec in load_json(data_dir / rel):
+        for rec in read_json(data_dir / rel):
             text = rec["full_text"]
             gold = [
                 (GOLD_KIND[s["entity_type"]], s["start_position"], s["end_position"])
@@ -611,7 +605,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--verbose", action="store_true", help="misses, false positives and changes on stderr"

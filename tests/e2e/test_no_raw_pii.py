@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from tests.conftest import read_stage, run_cli, write_config
+from tests.conftest import alpaca, read_stage, run_cli, write_config
 
 EMAIL = "jane.doe.private@gmail.com"
 PHONE = "+1 415-555-0199"
@@ -90,3 +90,31 @@ def test_keep_raw_in_rejects_keeps_values_only_in_rejects(tmp_path):
     assert not records and len(rejects) == 1
     assert rejects[0]["reason"].startswith("pii_")
     assert SSN in json.dumps(rejects[0])
+
+
+def test_pii_hidden_by_zero_width_characters_is_found_after_normalisation(tmp_path):
+    """The door cannot see `jane@gm<ZWSP>ail.com`; clean normalises it into an address and scans again."""
+    hidden = "jane.doe.private@gm\u200bail.com"
+    rows = [
+        {"instruction": f"Forward the invoice to {hidden} today.", "input": "", "output": "Done, it is sent."}
+    ]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "run", [{"path": tmp_path / "in.jsonl"}])
+    assert run_cli("run", "clean", "-c", str(cfg), "--workers", "1") == 0
+    records, _, manifest = read_stage(tmp_path / "run", "clean")
+    assert records[0]["messages"][0]["content"] == "Forward the invoice to <EMAIL> today."
+    assert json.loads(records[0]["meta"])["pii"] == {"email": 1}
+    assert manifest["pii"]["entities"] == {"email": 1}
+    assert EMAIL not in everything_in(tmp_path / "run" / "clean")
+
+
+def test_clean_does_not_rescan_what_the_door_scanned(tmp_path):
+    rows = [alpaca(i) for i in range(30)]
+    rows[0]["output"] = f"Write to {EMAIL}."
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "run", [{"path": tmp_path / "in.jsonl"}])
+    assert run_cli("run", "clean", "-c", str(cfg), "--workers", "1") == 0
+    records, _, manifest = read_stage(tmp_path / "run", "clean")
+    assert manifest["pii"]["texts_scanned"] == 0  # everything was scanned at the door
+    assert manifest["pii"]["entities"] == {"email": 1} and manifest["pii"]["records_redacted"] == 1
+    assert [json.loads(r["meta"]).get("pii") for r in records[:2]] == [{"email": 1}, None]
