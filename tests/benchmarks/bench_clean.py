@@ -186,15 +186,14 @@ def main() -> None:
             "pii_off": {"clean": {"pii": {"enabled": False}}},
             "pii_no_prescreen": {"clean": {"pii": {"prescreen": False}}},
         }
-        out["pii_speed"] = {
-            "pii_on_prescreen": {
-                "clean_records_per_s": out["pipeline"]["clean_records_per_s"],
-                "target_records_per_s": 2_000,
-            }
-        }
+        # PII is scanned where records enter the run directory (ingest) and again in clean only where needed, so
+        # the comparison is of ingest + clean: with the pre-screen (the default), without it, and PII off.
+        speed_keys = ("ingest_records_per_s", "clean_records_per_s", "ingest_clean_records_per_s")
+        out["pii_speed"] = {"pii_on_prescreen": {k: out["pipeline"][k] for k in speed_keys}}
+        out["pii_speed"]["target_clean_records_per_s"] = 2_000
         for name, stages in variants.items():
             res = pipeline(tmp, inputs, args.workers, name, stages=stages)
-            out["pii_speed"][name] = {"clean_records_per_s": res["clean_records_per_s"], "pii": res["pii"]}
+            out["pii_speed"][name] = {k: res[k] for k in speed_keys}
         out["pii_eval"] = pii_evaluate(SHARED_DATA)
         out["code_eval"] = code_evaluate(SHARED_DATA / "code")
         out["rules"] = {name: rule_shares(load_file(SHARED / rel, name)) for name, rel in SFT_FILES.items()}
