@@ -303,7 +303,7 @@ class PiiScrubber:
         self.kinds = R.PATTERN_KINDS + (R.NER_KINDS if self.ner else ())
         self._counts: Counter[str] = Counter()
         if not self.ner:
-            _note_no_ner()
+            note_no_ner()
 
     # ---- public API --------------------------------------------------------------------------------------------
 
@@ -420,7 +420,8 @@ def redact(text: str, findings: list[Finding]) -> str:
 _NOTED_NO_NER = False
 
 
-def _note_no_ner() -> None:
+def note_no_ner() -> None:
+    """Say once per process that person/location need a spaCy NER model."""
     global _NOTED_NO_NER
     if not _NOTED_NO_NER:
         _NOTED_NO_NER = True

@@ -36,7 +36,7 @@ from factory.stage import ShardResult, merge_counters, reject_row
 from stages.clean.code import CodeChecker
 from stages.clean.config import CleanConfig
 from stages.clean.normalize import normalize_messages
-from stages.clean.pii import PiiConfig, PiiScrubber
+from stages.clean.pii import PiiConfig, PiiScrubber, note_no_ner
 from stages.clean.rules import RecordView, check
 
 # Normalisation steps that can reveal PII the door could not see (an address split by a zero-width space, or
@@ -56,7 +56,12 @@ class CleanStage:
 
     @classmethod
     def ingest_redactor(cls, config: CleanConfig) -> Redactor | None:
-        """Scrub records at the door of the run directory, with this stage's PII settings."""
+        """Scrub records at the door of the run directory, with this stage's PII settings.
+
+        Called once in the main process before workers start: the "no NER model" note is said here, once, and
+        the forked workers inherit that it was said."""
+        if config.pii.enabled and config.pii.spacy_model is None:
+            note_no_ner()
         if not config.pii.enabled or config.pii.keep_raw_in_rejects:
             return None
         return Redactor(PiiDoor, config.pii.model_dump(mode="json"))
