@@ -131,7 +131,8 @@ def _run(args: argparse.Namespace, console) -> int:
     add_run_log(runner.prepare_run_dir(cfg.run_dir))
     log = logging.getLogger("factory")
     log.info("run %s -> %s (%d workers)", " ".join(args.stages), cfg.run_dir, workers)
-    # A stage may ask ingest to scrub the raw text it keeps in rejects (clean's PII settings).
+    # A stage may ask ingest to scrub records, and the raw text of bad lines, as they enter the run directory
+    # (clean's PII settings), so that no raw PII is ever written.
     redactors = [
         r
         for name, cls in STAGES.items()

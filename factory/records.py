@@ -250,11 +250,3 @@ def to_record(obj: Any, fmt: str, source: str, origin: str, kind: str | None, fi
         "meta": dumps_meta(meta),
         "origin": origin,
     }
-
-
-def records_table(rows: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
-
-
-def rejects_table(rows: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=REJECT_SCHEMA)

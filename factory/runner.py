@@ -114,7 +114,7 @@ class RunOptions:
     strict: bool = False
     workers: int = 1
     console: Console | None = None
-    redact: ingest.Redactor | None = None  # scrubs raw text kept in ingest rejects
+    redact: ingest.Redactor | None = None  # scrubs records and raw reject text as ingest writes them
 
 
 def prepare_run_dir(path: str | Path) -> Path:

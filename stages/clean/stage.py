@@ -28,10 +28,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import orjson
 import pyarrow as pa
 
 from factory.ingest import Redactor
+from factory.records import dumps_meta, loads_meta
 from factory.stage import ShardResult, merge_counters, reject_row
 from stages.clean.code import CodeChecker
 from stages.clean.config import CleanConfig
@@ -68,6 +68,7 @@ class CleanStage:
 
     def process(self, table: pa.Table) -> ShardResult:
         cfg = self.config
+        keep_raw = self.pii is not None and cfg.pii.keep_raw_in_rejects
         kept: list[dict] = []
         rejected: list[dict] = []
         normalised: dict[str, int] = {}
@@ -78,14 +79,15 @@ class CleanStage:
             messages, fixes = normalize_messages(row["messages"], cfg.normalize)
             for fix in fixes:
                 normalised[fix] = normalised.get(fix, 0) + 1
-            meta = orjson.loads(row["meta"]) if row["meta"] else {}
-            raw = {**row, "messages": messages}  # as it was before scrubbing: kept in rejects only if asked
+            meta = loads_meta(row["meta"])
+            # as it was before scrubbing: kept in rejects only when the config asks for raw values there
+            raw = {**row, "messages": messages} if keep_raw else None
             verdict = None
             if self.pii is not None:
                 rescan = "pii" not in meta or not REVEALING.isdisjoint(fixes)
                 messages, meta, verdict = self._scrub(messages, meta, pii, rescan)
             row["messages"] = messages
-            row["meta"] = orjson.dumps(meta).decode()
+            row["meta"] = dumps_meta(meta)
             kind = meta.get("kind", "chat")
             kinds[kind] = kinds.get(kind, 0) + 1
             view = RecordView(messages, kind, meta)
@@ -97,7 +99,7 @@ class CleanStage:
             if verdict is None:
                 kept.append(row)
             else:
-                stored = raw if self.pii is not None and cfg.pii.keep_raw_in_rejects else row
+                stored = raw if raw is not None else row
                 rejected.append(reject_row(stored, verdict[0], verdict[1]))
         counters: dict[str, Any] = {"normalised": normalised, "kinds": kinds}
         if self.pii is not None:
@@ -150,8 +152,8 @@ class PiiDoor:
     def record(self, rec: dict) -> dict:
         result = self.scrubber.scrub_messages(rec["messages"])
         found = dict(result.found)
-        meta = scrub_meta(self.scrubber, orjson.loads(rec["meta"]), found)
+        meta = scrub_meta(self.scrubber, loads_meta(rec["meta"]), found)
         meta["pii"] = found  # also when empty: it says the record was scanned here
         if result.reject is not None:
             meta["pii_reject"] = list(result.reject)
-        return {**rec, "messages": result.messages, "meta": orjson.dumps(meta).decode()}
+        return {**rec, "messages": result.messages, "meta": dumps_meta(meta)}
