@@ -34,7 +34,9 @@ STAGES_HELP = """\
 stages (run in the order given; `ingest` always runs first, implicitly):
   ingest   read `inputs` (JSONL, JSON, CSV/TSV, Parquet, `datasets` folders) into canonical records
   clean    normalise text and drop low-quality records (too short/long, empty, echoed, repetitive,
-           symbol soup, refusals, truncated, needs an image/audio/file/URL)
+           symbol soup, refusals, truncated, needs an image/audio/file/URL), scrub PII, check code parses
+  dedup    remove exact repeats and MinHash-LSH near duplicates (code compared by syntax tokens); every
+           removed record names the record kept instead and the similarity
 """
 
 

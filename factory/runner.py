@@ -6,9 +6,12 @@ For each stage the runner
 2. skips the stage when its manifest is `done` with the same hashes ("skipped, up to date"), resumes it when the
    manifest is `running` with the same hashes (done shards, those with a marker in `_shards/`, are never redone),
    and otherwise (or under `--force`) empties the stage folder and starts it afresh;
-3. maps every undone shard through `run_shard` on the executor; a worker writes the shard's outputs, its rejects
-   and, last, its marker, each atomically, so a shard without a marker is simply redone;
-4. merges the markers into `manifest.json` and logs the funnel line.
+3. calls the stage's `prepare(ctx)` once when it has one (a global pass over all input shards, e.g. dedup's
+   clustering; see `factory.stage`), then maps every undone shard through `run_shard` on the executor; a worker
+   writes the shard's outputs, its rejects and, last, its marker, each atomically, so a shard without a marker is
+   simply redone;
+4. merges the markers into `manifest.json` (with what `prepare` returned), logs the funnel line and removes the
+   stage's `_work` folder.
 
 Shard layout per stage folder: `part-NNNNN.parquet`, `rejects/part-NNNNN.parquet`, `_shards/part-NNNNN.json`.
 """
@@ -20,6 +23,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,12 +44,13 @@ from factory import ingest, shards
 from factory.config import Section, config_hash
 from factory.errors import StrictError, UserError
 from factory.executors.local import LocalExecutor
-from factory.stage import Stage, merge_counters
+from factory.stage import InputShard, PrepareContext, ShardContext, Stage, merge_counters
 
 log = logging.getLogger("factory")
 
 MARKERS = "_shards"
 REJECTS = "rejects"
+WORK = "_work"
 
 
 @dataclass
@@ -82,7 +87,8 @@ def run_shard(task: ShardTask) -> dict:
     else:
         table = shards.read_table(Path(task.input_path))
         n_in = table.num_rows
-        result = _stage_instance(task).process(table)
+        ctx = ShardContext(task.name, stage_dir / WORK)
+        result = _stage_instance(task).process(table, ctx)
     n_out, n_rej = result.kept.num_rows, result.rejected.num_rows
     if n_in != n_out + n_rej:
         raise RuntimeError(f"{task.stage}/{task.name}: {n_in} in != {n_out} out + {n_rej} rejected")
@@ -245,7 +251,37 @@ def _run_stage(
                 )
 
     total = upstream["counts"]["out"]
-    return _execute(name, stage_dir, config, chash, fp, total, tasks, lambda merged: merged, opts, executor)
+    prepare = None
+    stage = None
+    if hasattr(cls, "prepare"):
+        stage = cls(section)
+        inputs = [InputShard(s["name"], up_dir / s["name"], s["rows"]) for s in upstream["shards"]]
+
+        def prepare() -> dict:
+            ctx = PrepareContext(
+                inputs=inputs,
+                work_dir=stage_dir / WORK,
+                workers=executor.workers,
+                map=executor.map_unordered,
+                progress=lambda description, n: _advance(opts.console, description, n),
+            )
+            return stage.prepare(ctx)
+
+    manifest = _execute(
+        name, stage_dir, config, chash, fp, total, tasks, lambda merged: merged, opts, executor, prepare
+    )
+    work = stage_dir / WORK
+    if work.exists() and not getattr(stage, "keep_work", False):
+        shutil.rmtree(work)
+    return manifest
+
+
+@contextmanager
+def _advance(console: Console | None, description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar for one pass of a stage's `prepare`; yields `advance(n)`."""
+    with _progress(console) as progress:
+        bar = progress.add_task(description, total=total, rate="")
+        yield lambda n: progress.update(bar, advance=n)
 
 
 def _execute(
@@ -259,6 +295,7 @@ def _execute(
     extra: Callable[[dict], dict],
     opts: RunOptions,
     executor: LocalExecutor,
+    prepare: Callable[[], dict] | None = None,
 ) -> dict:
     manifest_path = stage_dir / "manifest.json"
     old = shards.read_json(manifest_path)
@@ -285,6 +322,7 @@ def _execute(
     shards.write_json(manifest, manifest_path)
     if done:
         log.info("%s: resuming, %d shards already done", name, len(done))
+    figures = prepare() if prepare is not None else {}
 
     with _progress(opts.console) as progress:
         bar = progress.add_task(name, total=total, rate="")
@@ -321,6 +359,7 @@ def _execute(
         "duration_s": round(finished - started, 3),
         "records_per_s": round(counts["in"] / max(finished - started, 1e-9), 1),
         **extra(merged),
+        **figures,
     }
     shards.write_json(manifest, manifest_path)
     log.info("%s", funnel_line(manifest))

@@ -22,15 +22,35 @@ def _temp_path(path: Path) -> Path:
     return path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
 
 
-def write_table(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file atomically (zstd-compressed)."""
+def write_table(table: pa.Table, path: Path, compression: str = "zstd") -> None:
+    """Write a Parquet file atomically (zstd-compressed unless told otherwise)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_path(path)
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression=compression)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_batches(batches: list[pa.RecordBatch], schema: pa.Schema, path: Path) -> None:
+    """Write an Arrow IPC file atomically, one record batch per item: a reader that memory-maps it reads any
+    one batch without touching the others (`read_batch`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path(path)
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_batch(path: Path, index: int) -> pa.RecordBatch:
+    """One record batch of an Arrow IPC file, memory-mapped."""
+    source = pa.memory_map(str(path), "r")  # stays open as long as the batch's buffers use it
+    return pa.ipc.open_file(source).get_batch(index)
 
 
 def write_json(obj: object, path: Path) -> None:

@@ -1,12 +1,23 @@
 """The Stage protocol every stage implements, and ShardResult, what one shard's processing returns.
 
-A stage never opens files: the runner reads its input shard, calls `process`, and writes what it returns (kept
-records, rejects, counters). Counters are nested dicts of ints, summed over shards into the manifest.
+A stage never opens its input or output shards: the runner reads an input shard, calls `process(table, ctx)`,
+and writes what it returns (kept records, rejects, counters). Counters are nested dicts of ints, summed over
+shards into the manifest.
+
+A stage that needs a global pass before its per-shard map (dedup: signatures, band grouping and clustering over
+all shards) also defines `prepare(ctx)`. The runner calls it once per run of the stage, in the main process,
+before mapping the undone shards, and puts the dict it returns into the manifest. Its work goes in
+`ctx.work_dir` (RUN_DIR/<stage>/_work), where `process` finds it again through `ShardContext.work_dir`; the runner
+deletes that folder when the stage is done unless the stage's `keep_work` is true. `prepare` must be resumable
+itself (skip the pieces of work whose outputs exist), since it runs again when a cut-off stage resumes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import orjson
@@ -35,15 +46,46 @@ class ShardResult:
         )
 
 
+@dataclass(frozen=True)
+class ShardContext:
+    """What `process` knows besides its table: the shard's name and the stage's work folder."""
+
+    name: str
+    work_dir: Path
+
+
+@dataclass(frozen=True)
+class InputShard:
+    name: str
+    path: Path
+    rows: int
+
+
+@dataclass
+class PrepareContext:
+    """What `prepare` gets: the input shards in order, a work folder, and the run's executor and progress bars.
+
+    `map(fn, tasks)` yields fn(task) for each task as it finishes, on the run's workers (fn must be a module-level
+    function and tasks picklable). `progress(description, total)` is a context manager giving an
+    `advance(n)` callable."""
+
+    inputs: list[InputShard]
+    work_dir: Path
+    workers: int
+    map: Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
+    progress: Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+
+
 class Stage(Protocol):
-    """One pipeline stage: a pure map from a shard of canonical records to a ShardResult."""
+    """One pipeline stage: a map from a shard of canonical records to a ShardResult (optionally after a global
+    `prepare(ctx: PrepareContext) -> dict`)."""
 
     name: ClassVar[str]
     Config: ClassVar[type[Section]]
 
     def __init__(self, config: Section) -> None: ...
 
-    def process(self, table: pa.Table) -> ShardResult: ...
+    def process(self, table: pa.Table, ctx: ShardContext) -> ShardResult: ...
 
 
 def reject_row(row: dict, reason: str, detail: dict) -> dict:

@@ -1,7 +1,9 @@
 """The stages, by name: an explicit dict, in pipeline order. A new stage is a package here and one line below."""
 
 from stages.clean.stage import CleanStage
+from stages.dedup.stage import DedupStage
 
 STAGES = {
     "clean": CleanStage,
+    "dedup": DedupStage,
 }

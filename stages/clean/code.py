@@ -49,6 +49,9 @@ What is checked, and what is only counted (`unchecked: {reason: n}`, never rejec
 - **Limits.** Blocks over `max_block_chars` are `too_long`; an unclosed fence is `unclosed` (the `truncated` rule
   owns cut answers); an empty block is `empty`.
 
+Shared with other stages: `parser_for(grammar)` (the per-process parsers) and `block_language(info, body)` (the
+language of a block from its tag, else detected as above), used by the dedup stage's code tokens.
+
 Counters (non-empty keys only): `checked`, `failed`, `detected` by language and `unchecked` by reason. A record's
 counting stops at its first failing block. `tests/benchmarks/code_eval.py` measures false rejects, caught
 breakage and detection on HumanEval-X and CodeXGLUE.
@@ -141,6 +144,12 @@ def _parser(grammar: str) -> Parser:
         module, fn = _GRAMMARS[grammar]
         parser = _PARSERS[grammar] = Parser(Language(getattr(importlib.import_module(module), fn)()))
     return parser
+
+
+def parser_for(grammar: str) -> Parser:
+    """The process's tree-sitter parser of a grammar (python, javascript, typescript, tsx, java, go, rust, c,
+    cpp, bash), built on first use and shared (not thread-safe: one parse at a time per process)."""
+    return _parser(grammar)
 
 
 # tag -> (language, grammar of the first attempt)
@@ -313,6 +322,22 @@ def _candidates(body: str, languages: frozenset[str]) -> list[str]:
     ranked = [lang for lang in LANGUAGES if scores[lang] and lang in languages]
     ranked.sort(key=lambda lang: -scores[lang])
     return ranked[:_MAX_CANDIDATES]
+
+
+def block_language(
+    info: str, body: str, languages: frozenset[str] = frozenset(LANGUAGES)
+) -> tuple[str, str] | None:
+    """(language, grammar) of a code block: from the fence's info string when it has a tag, else detected the
+    way the checker detects untagged blocks (the best-cued languages tried in turn, the first whose grammar, with
+    its own fragment wrappers, parses the block without an error). None when the tag is unsupported or its
+    language is not in `languages`, or when no parser accepts an untagged block."""
+    tag, lang, grammar = tag_language(info)
+    if tag:
+        return (lang, grammar) if lang is not None and grammar is not None and lang in languages else None
+    for lang in _candidates(body, languages):
+        if _parse(_prepare(body, lang, ""), _DETECT_ATTEMPTS[lang])[0]:
+            return lang, lang
+    return None
 
 
 # ---- preparing a block ---------------------------------------------------------------------------------------
@@ -588,8 +613,5 @@ class CodeChecker:
 
     def _detect(self, body: str) -> str | None:
         """The language of an untagged block: the best-cued language whose grammar parses it, or None."""
-        for lang in _candidates(body, self.languages):
-            code = _prepare(body, lang, "")
-            if _parse(code, _DETECT_ATTEMPTS[lang])[0]:
-                return lang
-        return None
+        found = block_language("", body, self.languages)
+        return found[0] if found is not None else None

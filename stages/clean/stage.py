@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from factory.ingest import Redactor
 from factory.records import dumps_meta, loads_meta
-from factory.stage import ShardResult, merge_counters, reject_row
+from factory.stage import ShardContext, ShardResult, merge_counters, reject_row
 from stages.clean.code import CodeChecker
 from stages.clean.config import CleanConfig
 from stages.clean.normalize import normalize_messages
@@ -66,7 +66,7 @@ class CleanStage:
             return None
         return Redactor(PiiDoor, config.pii.model_dump(mode="json"))
 
-    def process(self, table: pa.Table) -> ShardResult:
+    def process(self, table: pa.Table, ctx: ShardContext | None = None) -> ShardResult:
         cfg = self.config
         keep_raw = self.pii is not None and cfg.pii.keep_raw_in_rejects
         kept: list[dict] = []
