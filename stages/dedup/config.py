@@ -91,6 +91,12 @@ class CodeShingleConfig(Section):
         "identifiers numbered by first appearance (v0, v1, ...) and literals as placeholders, so that renamed "
         "variables, changed comments and reformatting do not hide a duplicate. False: code is text.",
     )
+    detect_unfenced: bool = Field(
+        default=True,
+        description="Also treat a final answer without fences that looks like code (CodeAlpaca and GPTeacher "
+        "write code answers unfenced) as code; its language is detected. Costs a line scan per multi-line answer "
+        "with a bracket or `=`.",
+    )
     ngram: int = Field(default=5, ge=1, description="Tokens per code shingle.")
     languages: list[LanguageName] = Field(
         default_factory=lambda: list(LANGUAGES),

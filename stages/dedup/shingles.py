@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stages.clean.text import fenced_blocks, split_fences
+from stages.clean.text import fenced_blocks, looks_like_code, split_fences
 from stages.dedup.code_tokens import code_tokens
 from stages.dedup.config import DedupConfig
 
@@ -87,6 +87,11 @@ def mix64(x: np.ndarray) -> np.ndarray:
 
 def counted_text(table: pa.Table, turns: str) -> pa.Array:
     """One string per record: the contents of the counted turns joined by newlines (see `DedupConfig.turns`)."""
+    return _turns(table, turns)[0]
+
+
+def _turns(table: pa.Table, turns: str) -> tuple[pa.Array, pa.Array]:
+    """(counted text, final answer or null) per record."""
     msgs = table.column("messages").combine_chunks()
     if isinstance(msgs, pa.ChunkedArray):  # an empty table
         msgs = pa.concat_arrays(msgs.chunks) if msgs.chunks else pa.array([], msgs.type)
@@ -115,7 +120,9 @@ def counted_text(table: pa.Table, turns: str) -> pa.Array:
     list_offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
     contents = flat.field("content").take(pa.array(idx))
     lists = pa.ListArray.from_arrays(pa.array(list_offsets), contents)
-    return pc.fill_null(pc.binary_join(lists, "\n"), "")
+    final = flat.field("content").take(pa.array(np.where(last >= 0, last, 0)))
+    final = pc.if_else(pa.array(last >= 0), final, pa.nulls(n, pa.string())) if n else final
+    return pc.fill_null(pc.binary_join(lists, "\n"), ""), final
 
 
 # ---- bytes -> word hashes --------------------------------------------------------------------------------------
@@ -276,12 +283,27 @@ class Features:
 def _is_code(table: pa.Table, texts: pa.Array) -> np.ndarray:
     fenced = pc.or_(pc.match_substring(texts, "```"), pc.match_substring(texts, "~~~"))
     kind = pc.match_substring(table.column("meta"), '"kind":"code"')
-    return pc.or_(fenced, kind).to_numpy(zero_copy_only=False) if len(texts) else np.zeros(0, bool)
+    return pc.fill_null(pc.or_(fenced, kind), False).to_numpy(zero_copy_only=False)
+
+
+def _unfenced_code(texts: pa.Array, final: pa.Array, candidates: np.ndarray) -> np.ndarray:
+    """Records whose final answer, the last counted turn, is unfenced code (CodeAlpaca and GPTeacher write code
+    answers without fences): `looks_like_code`, tried only on multi-line answers with a bracket or `=`."""
+    cheap = pc.and_(
+        pc.match_substring(final, "\n"),
+        pc.match_substring_regex(final, r"[({=]"),
+    )
+    out = np.zeros(len(texts), dtype=bool)
+    mask = pc.fill_null(cheap, False).to_numpy(zero_copy_only=False) & candidates
+    for r in np.flatnonzero(mask):
+        answer, text = final[int(r)].as_py(), texts[int(r)].as_py()
+        out[r] = text.endswith(answer) and looks_like_code(answer)
+    return out
 
 
 def features(table: pa.Table, cfg: DedupConfig) -> Features:
     """Exact keys, lengths and shingles of a table of canonical records."""
-    texts = counted_text(table, cfg.turns)
+    texts, final = _turns(table, cfg.turns)
     n = len(texts)
     length = pc.fill_null(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     ex = cfg.exact
@@ -292,8 +314,12 @@ def features(table: pa.Table, cfg: DedupConfig) -> Features:
         )
     else:
         exact = byte_keys(folded)
-    lowered = pc.utf8_lower(texts)
+    lowered = folded if ex.case else pc.utf8_lower(texts)
     code_mask = _is_code(table, texts) if cfg.code.enabled and n else np.zeros(n, dtype=bool)
+    unfenced = np.zeros(n, dtype=bool)
+    if cfg.code.enabled and cfg.code.detect_unfenced and cfg.turns != "user" and n:
+        unfenced = _unfenced_code(texts, final, ~code_mask)
+        code_mask |= unfenced
     prose = lowered
     code_seqs: list[str] = []
     code_rec: list[int] = []
@@ -304,8 +330,12 @@ def features(table: pa.Table, cfg: DedupConfig) -> Features:
         metas = table.column("meta")
         for r in np.flatnonzero(code_mask):
             text = texts[r].as_py()
-            blocks = [(b.info, b.body) for b in fenced_blocks(text)]
-            if blocks:
+            blocks = [(b.info, b.body) for b in fenced_blocks(text)] if not unfenced[r] else []
+            if unfenced[r]:  # the final answer is the code; the turns before it are prose
+                answer = final[int(r)].as_py()
+                blocks = [("", answer)]
+                prose_list[r] = text[: len(text) - len(answer)].lower()
+            elif blocks:
                 prose_list[r] = split_fences(text)[0].lower()
             else:  # a `code` record without fences: the counted text is the code
                 info = _meta_language(metas[int(r)].as_py())

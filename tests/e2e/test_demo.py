@@ -9,10 +9,12 @@ from tests.conftest import ROOT, read_stage, run_cli
 
 def test_demo_recipe(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
-    assert run_cli("run", "clean", "-c", "configs/demo.yaml", "--run-dir", str(tmp_path / "demo")) == 0
+    assert (
+        run_cli("run", "clean", "dedup", "-c", "configs/demo.yaml", "--run-dir", str(tmp_path / "demo")) == 0
+    )
 
     _, ingest_rejects, ingest = read_stage(tmp_path / "demo", "ingest")
-    assert ingest["counts"] == {"in": 692, "out": 688, "rejected": 4}
+    assert ingest["counts"] == {"in": 695, "out": 691, "rejected": 4}
     assert {r["reason"]: r["origin"] for r in ingest_rejects} == {
         "malformed_json": "data/samples/messy.jsonl:7",
         "bad_encoding": "data/samples/messy.jsonl:8",
@@ -24,11 +26,12 @@ def test_demo_recipe(tmp_path, monkeypatch):
         ("sharegpt", True),
         ("messages", False),
         ("alpaca", True),
+        ("messages", False),
     ]
 
     records, rejects, clean = read_stage(tmp_path / "demo", "clean")
     c = clean["counts"]
-    assert c["in"] == 688 and c["in"] == c["out"] + c["rejected"]
+    assert c["in"] == 691 and c["in"] == c["out"] + c["rejected"]
     messy = {r["origin"].rsplit(":", 1)[1]: r for r in rejects if "messy" in r["origin"]}
     assert {line: r["reason"] for line, r in messy.items()} == {
         "5": "too_short",
@@ -58,3 +61,21 @@ def test_demo_recipe(tmp_path, monkeypatch):
     assert clean["code"]["failed"] == {"python": 1}
     # The shipped curated samples are nearly all kept.
     assert c["out"] / (c["in"] - 13) >= 0.95
+
+    # dedup: the planted copies go, each naming the sample it copies; FastChat's sample repeats itself a lot
+    kept, dupes, dedup = read_stage(tmp_path / "demo", "dedup")
+    d = dedup["counts"]
+    assert d["in"] == c["out"] and d["in"] == d["out"] + d["rejected"]
+    origin_of = {r["id"]: r["origin"] for r in records}
+    planted = {
+        r["origin"]: (r["reason"], origin_of[json.loads(r["detail"])["kept"]])
+        for r in dupes
+        if "dupes" in r["origin"]
+    }
+    assert planted == {
+        "data/samples/dupes.jsonl:1": ("exact_duplicate", "data/samples/general.jsonl:1"),
+        "data/samples/dupes.jsonl:2": ("near_duplicate", "data/samples/general.jsonl:4"),
+        "data/samples/dupes.jsonl:3": ("near_duplicate", "data/samples/code.jsonl:13"),
+    }
+    assert dedup["rejected_by_reason"]["exact_duplicate"] > 50  # FastChat's dummy conversations
+    assert dedup["dedup"]["code_blocks"].get("cpp", 0) >= 2

@@ -226,3 +226,15 @@ def test_rerun_is_skipped(tmp_path):
     assert manifest["counts"]["out"] == 5
     assert run_cli("run", "dedup", "-c", str(cfg)) == 0
     assert "dedup: skipped, up to date" in (tmp_path / "run" / "factory.log").read_text()
+
+
+def test_unfenced_code_answers_are_compared_as_code(tmp_path):
+    q = "Write a Python function that sorts a list of numbers in ascending order."
+    rows = [
+        msg(q, bubble("arr", "swap neighbours"), tag="bubble"),
+        msg(q, bubble("nums", "swap adjacent items"), tag="renamed"),
+        msg(q, QUICKSORT, tag="quick"),
+    ]
+    (records, rejects, manifest), _ = run_dedup(tmp_path, rows, {"keep": "first"})
+    assert set(by_tag(records)) == {"bubble", "quick"}
+    assert manifest["dedup"]["code_blocks"] == {"python": 3}
