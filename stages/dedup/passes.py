@@ -14,8 +14,8 @@ signatures -> buckets -> clusters -> filter), so that they run on the local pool
    `decisions/`, the figures to `resolved.json`, written last.
 The stage's `process` then applies each shard's decisions.
 
-Work folder (RUN_DIR/dedup/_work): `signatures/part-*.parquet` (id, length, score, empty, sig, shingles),
-`bands/part-*.arrow`
+Work folder (RUN_DIR/dedup/_work): `signatures/part-*.parquet` (id, length, score, empty, sig),
+`shingles/part-*.arrow` (each record's shingle hashes, memory-mapped for exact checks), `bands/part-*.arrow`
 (key, idx, kind in `partitions` batches), `pairs/p-*.parquet` (u, v, kind), `decisions/part-*.parquet` (row,
 reason, kept, similarity, cluster), `resolved.json`. Every file is written atomically and a pass skips the pieces
 whose output exists, so a run cut off anywhere resumes where it stopped.
@@ -23,10 +23,9 @@ whose output exists, so a run cut off anywhere resumes where it stopped.
 Memory: a worker holds one shard (its text and 4 x num_perm bytes per record of signatures) or one partition
 (17 bytes per record and key, (bands + 1) keys per record, divided by `partitions`, which grows with the input
 so that a partition stays near 128 MB). The main process holds 16 bytes per record (length and score), the
-candidate pairs (about 24 bytes each), the signatures of the records that are in a candidate pair (4 x num_perm
-bytes each) and the shingle sets (4 bytes per shingle) of the records whose pairs need an exact check or whose
-component has more than two records: about 16 MB per million records plus ~0.5-1.5 KB per record with a
-duplicate candidate. Disk: about 4 x (num_perm + shingles) + 17 x (bands + 1) bytes per record, removed with
+candidate pairs (about 24 bytes each) and the signatures of the records that are in a candidate pair (4 x
+num_perm bytes each): about 16 MB per million records plus ~0.5 KB per record with a duplicate candidate; the
+shingle sets of exact checks are read from memory-mapped files, a few shards at a time. Disk: about 4 x (num_perm + shingles) + 17 x (bands + 1) bytes per record, removed with
 `_work` when the stage is done.
 """
 
@@ -52,7 +51,7 @@ from stages.dedup.shingles import features, mix64
 
 log = logging.getLogger("factory")
 
-SIGNATURES, BANDS, PAIRS, DECISIONS = "signatures", "bands", "pairs", "decisions"
+SIGNATURES, SHINGLES, BANDS, PAIRS, DECISIONS = "signatures", "shingles", "bands", "pairs", "decisions"
 RESOLVED = "resolved.json"
 EXACT, BAND = 0, 1  # kinds of key and of candidate pair
 _EXACT_SALT = np.uint64(0xA0761D6478BD642F)
@@ -178,10 +177,13 @@ def sign_shard(task: SignTask) -> dict:
             "sig": pa.FixedSizeListArray.from_arrays(flat, max(sig.shape[1], 1))
             if sig.shape[1]
             else pa.nulls(n, pa.list_(pa.uint32(), 1)),
-            "shingles": pa.chunked_array(shingle_lists, pa.list_(pa.uint32())),
         }
     )
-    shards.write_table(out, work / SIGNATURES / task.name, compression="none")  # written last: shard done
+    lists = pa.concat_arrays(shingle_lists) if shingle_lists else pa.array([], pa.list_(pa.uint32()))
+    shingle_batch = pa.record_batch([lists], names=["shingles"])
+    shards.write_batches([shingle_batch], shingle_batch.schema, work / SHINGLES / _arrow(task.name))
+    # written last: this file marks the shard done
+    shards.write_table(out, work / SIGNATURES / task.name, compression="none", dictionary=False)
     return {
         "name": task.name,
         "rows": n,
@@ -269,8 +271,7 @@ class Shards:
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def gather(self, idx: np.ndarray, name: str) -> list | np.ndarray:
-        """Column `name` of the records `idx` (sorted, unique): ids and shingle lists as a list, signatures as
-        a 2-D array."""
+        """Column `name` of the records `idx` (sorted, unique): ids as a list, signatures as a 2-D array."""
         shard = self.shard_of(idx)
         out: list = []
         for s in np.unique(shard):
@@ -280,10 +281,6 @@ class Shards:
             if name == "sig":
                 width = col.type.list_size
                 out.append(col.values.to_numpy().reshape(len(rows), width))
-            elif name == "shingles":
-                offs = col.offsets.to_numpy()
-                values = col.values.to_numpy()
-                out.extend(np.unique(values[offs[i] : offs[i + 1]]) for i in range(len(rows)))
             else:
                 out.extend(col.to_pylist())
         if name == "sig":
@@ -294,20 +291,29 @@ class Shards:
 class Similarity:
     """Jaccard of record pairs: the MinHash estimate, and where the estimate is too close to the threshold to
     decide (within 3 standard errors, ~0.1 at 128 permutations), the exact Jaccard of the two shingle sets,
-    read from the signature files. MinHash alone would misjudge a pair at true Jaccard 0.84 one time in ten."""
+    read from the memory-mapped `shingles/` files (only the pages of those records are touched). MinHash alone
+    would misjudge a pair at true Jaccard 0.84 about one time in ten."""
+
+    _OPEN = 64  # memory-mapped shingle files kept open
 
     def __init__(self, idx_map: Shards, need: np.ndarray, sig: np.ndarray, threshold: float):
         self.idx_map, self.need, self.sig, self.threshold = idx_map, need, sig, threshold
         num_perm = max(sig.shape[1], 1)
         self.margin = 3.0 * math.sqrt(threshold * (1.0 - threshold) / num_perm) + 1e-9
-        self.sets: dict[int, np.ndarray] = {}
+        self.files: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.exact_pairs = 0
 
-    def load(self, idx: np.ndarray) -> None:
-        """Read the shingle sets of these records (once each)."""
-        missing = np.setdiff1d(np.unique(idx), np.fromiter(self.sets, dtype=np.int64, count=len(self.sets)))
-        if len(missing):
-            self.sets.update(zip(missing.tolist(), self.idx_map.gather(missing, "shingles"), strict=True))
+    def shingle_set(self, idx: int) -> np.ndarray:
+        s = int(self.idx_map.shard_of(np.array([idx]))[0])
+        if s not in self.files:
+            if len(self.files) >= self._OPEN:
+                self.files.pop(next(iter(self.files)))
+            name = _arrow(self.idx_map.names[s])
+            col = shards.read_batch(self.idx_map.ctx.work_dir / SHINGLES / name, 0).column(0)
+            self.files[s] = (col.offsets.to_numpy(), col.values.to_numpy())
+        offsets, values = self.files[s]
+        row = idx - int(self.idx_map.offsets[s])
+        return np.unique(values[offsets[row] : offsets[row + 1]])
 
     def estimate(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         out = np.empty(len(x))
@@ -322,14 +328,12 @@ class Similarity:
         """(similarity, exact?) of the pairs x[i]-y[i]."""
         sims = self.estimate(x, y)
         close = np.abs(sims - self.threshold) < self.margin
-        if close.any():
-            self.load(np.concatenate((x[close], y[close])))
-            for i in np.flatnonzero(close):
-                a, b = self.sets[int(x[i])], self.sets[int(y[i])]
-                inter = len(np.intersect1d(a, b, assume_unique=True))
-                union = len(a) + len(b) - inter
-                sims[i] = inter / union if union else 1.0
-            self.exact_pairs += int(close.sum())
+        for i in np.flatnonzero(close):
+            a, b = self.shingle_set(int(x[i])), self.shingle_set(int(y[i]))
+            inter = len(np.intersect1d(a, b, assume_unique=True))
+            union = len(a) + len(b) - inter
+            sims[i] = inter / union if union else 1.0
+        self.exact_pairs += int(close.sum())
         return sims, close
 
 
@@ -406,8 +410,6 @@ def resolve(ctx: PrepareContext, cfg: DedupConfig, lsh: LshParams, partitions: i
         good, good_sims = pairs[ok], sims[ok]
         nodes, root = components(good[:, 0], good[:, 1])
         components_n = int(len(np.unique(root)))
-        big = np.unique(root, return_counts=True)
-        sim_of.load(nodes[np.isin(root, big[0][big[1] > 2])])  # the chaining guard compares their members
         pair_key = good[:, 0] * (idx_map.total + 1) + good[:, 1]
         order = np.argsort(pair_key)
         pair_key, good_sims = pair_key[order], good_sims[order]

@@ -174,49 +174,88 @@ def word_hashes(values: pa.Array, *, text: bool, fold_digits: bool, punct_tokens
     ASCII digits counts as `0`. `punct_tokens`: in text, each punctuation character is a word of its own
     instead of a separator."""
     b, offsets = _bytes(values)
-    n_seq = len(offsets) - 1
+    starts, ends = _split(b, offsets, text, punct_tokens)
+    if fold_digits:
+        b, starts, ends = _fold_digits(b, starts, ends)
+    return _words(b, starts, ends, offsets_after(offsets, starts, ends))
+
+
+def text_words(values: pa.Array) -> tuple[Words, Words]:
+    """(words as they are, words with digit runs folded) of text: one split, two hashings (the exact key uses the
+    first, the shingles the second)."""
+    b, offsets = _bytes(values)
+    starts, ends = _split(b, offsets, True, False)
+    seq = offsets_after(offsets, starts, ends)
+    plain = _words(b, starts, ends, seq)
+    fb, fs, fe = _fold_digits(b, starts, ends)
+    folded = plain if fb is b else _words(fb, fs, fe, seq)
+    return plain, folded
+
+
+def offsets_after(offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each sequence's [first word, end word) range."""
+    return (
+        np.searchsorted(starts, offsets[:-1], side="left").astype(np.int64),
+        np.searchsorted(starts, offsets[1:], side="left").astype(np.int64),
+    )
+
+
+def _split(
+    b: np.ndarray, offsets: np.ndarray, text: bool, punct_tokens: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Byte ranges [start, end) of the words; no word crosses a sequence boundary."""
+    if len(b) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     if text:
         word = _WORD[b] & ~_unicode_punct(b)
-        single = _PUNCT[b] if punct_tokens else np.zeros(len(b), dtype=bool)
-        word |= single
+        single = _PUNCT[b] if punct_tokens else None
+        if single is not None:
+            word |= single
     else:
         word = (b != 0x20) & (b != 0x0A) & (b != 0x09)
-        single = np.zeros(len(b), dtype=bool)
-    first = np.zeros(len(b) + 1, dtype=bool)  # a sequence starts here: no word continues across it
+        single = None
+    first = np.zeros(len(b) + 1, dtype=bool)  # a sequence starts here
     first[offsets[:-1]] = True
     first = first[: len(b)]
-    if fold_digits and len(b):
-        digit = (b >= 0x30) & (b <= 0x39)
-        drop = digit.copy()
-        drop[1:] &= digit[:-1]
-        drop[0] = False
-        drop &= ~first
-        if drop.any():
-            keep = ~drop
-            cdrop = np.concatenate(([0], np.cumsum(drop)))
-            offsets = offsets - cdrop[offsets]
-            b, word, single, first = b[keep], word[keep], single[keep], first[keep]
-            digit = digit[keep]
-        b = np.where(digit, np.uint8(0x30), b)
-    if len(b) == 0:
-        empty = np.zeros(n_seq, dtype=np.int64)
-        return Words(np.zeros(0, dtype=np.uint64), empty, empty.copy())
     prev_word = np.concatenate(([False], word[:-1]))
-    prev_single = np.concatenate(([False], single[:-1]))
-    start = word & (~prev_word | first | single | prev_single)
+    start = word & (~prev_word | first)
+    if single is not None:
+        start |= word & (single | np.concatenate(([False], single[:-1])))
     starts = np.flatnonzero(start)
-    # a word ends before the next start or before a non-word byte
     nxt_start = np.concatenate((start[1:], [True]))
     nxt_word = np.concatenate((word[1:], [False]))
     ends = np.flatnonzero(word & (~nxt_word | nxt_start)) + 1
+    return starts, ends
+
+
+def _fold_digits(
+    b: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bytes with every run of ASCII digits inside a word turned into one `0`, and the words' new ranges
+    (the same words: b itself is returned when there is no digit)."""
+    digit = (b >= 0x30) & (b <= 0x39)
+    if not digit.any():
+        return b, starts, ends
+    drop = digit.copy()
+    drop[1:] &= digit[:-1]
+    drop[0] = False
+    drop[starts] = False  # a run never continues across a word start
+    folded = np.where(digit, np.uint8(0x30), b)
+    if not drop.any():
+        return folded, starts, ends
+    cdrop = np.concatenate(([0], np.cumsum(drop)))
+    return folded[~drop], starts - cdrop[starts], ends - cdrop[ends]
+
+
+def _words(b: np.ndarray, starts: np.ndarray, ends: np.ndarray, seq: tuple[np.ndarray, np.ndarray]) -> Words:
+    if len(starts) == 0:
+        return Words(np.zeros(0, dtype=np.uint64), seq[0], seq[1])
     pow_, ipow = _powers(len(b) + 1)
     with np.errstate(over="ignore"):
         prefix = np.concatenate(([U64(0)], np.cumsum(b.astype(np.uint64) * pow_[: len(b)])))
         h = (prefix[ends] - prefix[starts]) * ipow[starts]
         h = mix64(h + (ends - starts).astype(np.uint64))
-    seq_start = np.searchsorted(starts, offsets[:-1], side="left")
-    seq_end = np.searchsorted(starts, offsets[1:], side="left")
-    return Words(h, seq_start.astype(np.int64), seq_end.astype(np.int64))
+    return Words(h, seq[0], seq[1])
 
 
 def sequence_keys(words: Words) -> np.ndarray:
@@ -307,14 +346,18 @@ def features(table: pa.Table, cfg: DedupConfig) -> Features:
     n = len(texts)
     length = pc.fill_null(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     ex = cfg.exact
-    folded = pc.utf8_lower(texts) if ex.case else texts
-    if ex.whitespace:
+    lowered = pc.utf8_lower(texts)
+    folded = lowered if ex.case else texts
+    shared = ex.case and ex.whitespace and ex.punctuation  # the exact key's words are the shingles' words
+    if shared:
+        plain, near_words = text_words(lowered)
+        exact = sequence_keys(plain)
+    elif ex.whitespace:
         exact = sequence_keys(
             word_hashes(folded, text=True, fold_digits=False, punct_tokens=not ex.punctuation)
         )
     else:
         exact = byte_keys(folded)
-    lowered = folded if ex.case else pc.utf8_lower(texts)
     code_mask = _is_code(table, texts) if cfg.code.enabled and n else np.zeros(n, dtype=bool)
     unfenced = np.zeros(n, dtype=bool)
     if cfg.code.enabled and cfg.code.detect_unfenced and cfg.turns != "user" and n:
@@ -348,8 +391,9 @@ def features(table: pa.Table, cfg: DedupConfig) -> Features:
                     code_seqs.append(" ".join(tokens))
                     code_rec.append(int(r))
         prose = pa.array(prose_list, pa.string())
+        shared = False
     near = cfg.near
-    words = word_hashes(prose, text=True, fold_digits=True)
+    words = near_words if shared else word_hashes(prose, text=True, fold_digits=True)
     hv, rec = shingle_hashes(words, np.full(n, near.ngram, dtype=np.int64))
     if code_seqs:
         code_words = word_hashes(pa.array(code_seqs, pa.string()), text=False, fold_digits=False)
