@@ -21,6 +21,7 @@ configured; digits are not folded) or, without whitespace folding, of its bytes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,9 +176,10 @@ def word_hashes(values: pa.Array, *, text: bool, fold_digits: bool, punct_tokens
     instead of a separator."""
     b, offsets = _bytes(values)
     starts, ends = _split(b, offsets, text, punct_tokens)
+    seq = offsets_after(offsets, starts, ends)  # word ranges per sequence: folding keeps the words
     if fold_digits:
         b, starts, ends = _fold_digits(b, starts, ends)
-    return _words(b, starts, ends, offsets_after(offsets, starts, ends))
+    return _words(b, starts, ends, seq)
 
 
 def text_words(values: pa.Array) -> tuple[Words, Words]:
@@ -304,6 +306,13 @@ def shingle_hashes(words: Words, ngram: np.ndarray) -> tuple[np.ndarray, np.ndar
     return hv, seq_of[valid]
 
 
+# Identifiers are compared as one placeholder: code_tokens numbers them by first appearance (v0, v1, ...), which
+# is rename-proof but lets one deleted or inserted identifier renumber every later one (a one-word edit of a code
+# answer then looked 70% different); the token n-grams around them keep the structure.
+_POSITIONAL = re.compile(r"v\d+")
+_ID = "v"
+
+
 # ---- a batch of records ----------------------------------------------------------------------------------------
 
 
@@ -388,7 +397,7 @@ def features(table: pa.Table, cfg: DedupConfig) -> Features:
                 tokens, lang = code_tokens(body, info, allowed)
                 languages[lang or "other"] = languages.get(lang or "other", 0) + 1
                 if tokens:
-                    code_seqs.append(" ".join(tokens))
+                    code_seqs.append(" ".join(_ID if _POSITIONAL.fullmatch(t) else t for t in tokens))
                     code_rec.append(int(r))
         prose = pa.array(prose_list, pa.string())
         shared = False

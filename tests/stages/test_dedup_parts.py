@@ -232,3 +232,34 @@ def test_size_histogram():
 def test_bad_lsh_settings_are_refused(bad):
     with pytest.raises(ValueError):
         DedupConfig.model_validate({"near": bad})
+
+
+def test_a_code_record_in_the_batch_does_not_change_other_records_shingles():
+    prose = [
+        ("user", "Tell me about 1990 and 2024."),
+        ("assistant", "In 1990 things were 3 times cheaper than 2024."),
+    ]
+    code = [("user", "Code?"), ("assistant", "```python\nx = 1\n```")]
+    alone = features(table(prose), DedupConfig())
+    mixed = features(table(code, prose), DedupConfig())
+    assert mixed.code_records == 1
+    assert alone.shingles.tolist() == mixed.shingles[mixed.offsets[1] : mixed.offsets[2]].tolist()
+    assert alone.exact[0] == mixed.exact[1]
+
+
+def test_word_hashes_keep_sequence_ranges_when_digits_fold():
+    words = word_hashes(pa.array(["a 123 b", "c 45 d e"]), text=True, fold_digits=True)
+    assert words.starts.tolist() == [0, 3] and words.ends.tolist() == [3, 7]
+
+
+def test_one_edited_identifier_does_not_renumber_the_rest_of_the_code():
+    body = "def f(a, b):\n    c = a + b\n    d = c * a\n    e = d - b\n    return e + c + d\n"
+    edited = body.replace("c = a + b", "c = q + b")  # a new name appears first: positional numbers shift
+    t = table(
+        [("user", "Write it."), ("assistant", f"```python\n{body}```")],
+        [("user", "Write it."), ("assistant", f"```python\n{edited}```")],
+    )
+    f = features(t, DedupConfig())
+    s0 = set(f.shingles[f.offsets[0] : f.offsets[1]].tolist())
+    s1 = set(f.shingles[f.offsets[1] : f.offsets[2]].tolist())
+    assert s0 == s1
