@@ -37,6 +37,9 @@ stages (run in the order given; `ingest` always runs first, implicitly):
            symbol soup, refusals, truncated, needs an image/audio/file/URL), scrub PII, check code parses
   dedup    remove exact repeats and MinHash-LSH near duplicates (code compared by syntax tokens); every
            removed record names the record kept instead and the similarity
+  decontam remove records that hold benchmark items (HumanEval, MBPP, GSM8K, MMLU by default; any other by
+           path): word 13-gram and code-token overlap, numbers and identifiers normalised; every removed
+           record names the benchmark item, the score and the matched passages (see `factory audit`)
 """
 
 
@@ -77,7 +80,47 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--executor", choices=["local", "ray"], help="where shards run (default: the config's, local)"
     )
+    _add_audit_parser(sub)
     return parser
+
+
+AUDIT_HELP = """\
+Show what the decontam stage of RUN_DIR removed and why, read from RUN_DIR/decontam/ (its manifest and the
+rejects with reason `contaminated`). Three views:
+  (default)         per benchmark: items in it, items found in the training data, records removed, totals
+  --benchmark NAME  the items of NAME that were hit: records hitting each, best score, method, record ids
+  --item ID         each record that hit item ID, its text beside the item's text with the matched spans
+                    highlighted (a window of context around them; --full shows the whole texts)
+--json prints the chosen view as one JSON document instead of tables; --csv FILE also writes its rows as CSV
+(summary: one row per benchmark; --benchmark: one per item hit; --item: one per record).
+"""
+
+AUDIT_EXAMPLES = """\
+examples:
+  factory audit runs/demo                                    # summary per benchmark
+  factory audit runs/demo --benchmark gsm8k                  # the gsm8k items found in the training data
+  factory audit runs/demo --item gsm8k/test/17               # record text beside the item text
+  factory audit runs/demo --benchmark gsm8k --csv hits.csv   # the items hit, as CSV
+  factory audit runs/demo --item gsm8k/test/17 --json | jq '.rows[].spans'
+"""
+
+
+def _add_audit_parser(sub) -> None:
+    audit = sub.add_parser(
+        "audit",
+        help="show what decontam removed: per benchmark, per item, record beside benchmark item",
+        description=AUDIT_HELP,
+        epilog=AUDIT_EXAMPLES + "\n" + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    audit.add_argument("run_dir", metavar="RUN_DIR", help="a run directory with a finished decontam stage")
+    audit.add_argument("--benchmark", metavar="NAME", help="list the items of benchmark NAME that were hit")
+    audit.add_argument(
+        "--item", metavar="ID", help="show each record that hit item ID beside the item (e.g. gsm8k/test/17)"
+    )
+    audit.add_argument("--json", action="store_true", help="print the view as one JSON document")
+    audit.add_argument("--csv", metavar="FILE", help="also write the view's rows to FILE as CSV")
+    audit.add_argument("--full", action="store_true", help="with --item: show whole texts, not a window")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args, console)
+        if args.command == "audit":
+            return _audit(args)
         return EXIT_USER
     except UserError as exc:
         console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
@@ -111,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
                 soft_wrap=True,
             )
         return EXIT_INTERNAL
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from factory.audit import audit
+
+    audit(args.run_dir, args.benchmark, args.item, as_json=args.json, csv_path=args.csv, full=args.full)
+    return EXIT_OK
 
 
 def _run(args: argparse.Namespace, console) -> int:

@@ -10,8 +10,9 @@ For each stage the runner
    clustering; see `factory.stage`), then maps every undone shard through `run_shard` on the executor; a worker
    writes the shard's outputs, its rejects and, last, its marker, each atomically, so a shard without a marker is
    simply redone;
-4. merges the markers into `manifest.json` (with what `prepare` returned), logs the funnel line and removes the
-   stage's `_work` folder.
+4. merges the markers into `manifest.json` (with what `prepare` returned, and the merged counters passed through
+   the stage's `finish(counters) -> dict` when it has one), logs the funnel line and removes the stage's `_work`
+   folder.
 
 Shard layout per stage folder: `part-NNNNN.parquet`, `rejects/part-NNNNN.parquet`, `_shards/part-NNNNN.json`.
 """
@@ -267,9 +268,8 @@ def _run_stage(
             )
             return stage.prepare(ctx)
 
-    manifest = _execute(
-        name, stage_dir, config, chash, fp, total, tasks, lambda merged: merged, opts, executor, prepare
-    )
+    finish = getattr(stage, "finish", None) or (lambda merged: merged)
+    manifest = _execute(name, stage_dir, config, chash, fp, total, tasks, finish, opts, executor, prepare)
     work = stage_dir / WORK
     if work.exists() and not getattr(stage, "keep_work", False):
         shutil.rmtree(work)

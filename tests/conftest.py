@@ -14,6 +14,12 @@ from factory.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Caches (the decontam index) go to a temp folder, never to the user's ~/.cache."""
+    monkeypatch.setenv("FACTORY_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "factory-cache"))
+
+
 def write_jsonl(path: Path, rows: list) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

@@ -1,0 +1,264 @@
+"""The n-gram index of a benchmark set: built once, cached on disk, shared by every worker, and the lookup of a
+batch of records in it.
+
+On disk (one folder per benchmark set and settings, under the cache dir, named by a hash of both, written to a
+temp folder and renamed): `grams.npy` (every indexed n-gram hash, sorted, unique), `post_off.npy` and
+`post_view.npy` (the views holding each n-gram: CSR postings), `views.parquet` (benchmark, item, view, kind,
+text and number of n-grams of each view), `meta.json` (per benchmark: rows, items, views, n-grams, source).
+Workers memory-map the arrays: about 12 bytes per distinct n-gram plus 4 per posting (the four built-in
+benchmarks: ~1.6 M n-grams, ~25 MB).
+
+Scoring (`Index.match`): for every pair of a record and a view that share n-grams, `score` is the share of the
+view's n-grams found in the record, and for text views also `part`, the share of the record's text n-grams
+found in the view (the record is a piece of the item); the record is contaminated when either reaches the
+threshold (`part` only with at least `_MIN_PART_MATCHES` shared n-grams: a 15-word run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from factory import shards
+from stages.decontam.benchmarks import CODE, TEXT, Benchmark
+from stages.decontam.ngrams import STOP_WORDS, Grams, Short, code_grams, text_grams
+
+log = logging.getLogger("factory")
+
+FORMAT = 4  # bump when the index layout or hashing changes: old caches are then ignored
+_MIN_PART_MATCHES = 3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the index depends on besides the benchmarks."""
+
+    n: int
+    code_n: int
+    min_content: int
+    min_code_tokens: int
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("FACTORY_CACHE_DIR"):
+        return Path(os.environ["FACTORY_CACHE_DIR"]) / "decontam"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "factory" / "decontam"
+
+
+def cache_key(benchmarks: list[Benchmark], settings: Settings) -> str:
+    blob = orjson.dumps(
+        {
+            "format": FORMAT,
+            "settings": settings.__dict__,
+            "stop": STOP_WORDS,
+            "benchmarks": [(b.name, b.digest, b.split, b.rows) for b in benchmarks],
+        }
+    )
+    return hashlib.blake2b(blob, digest_size=10).hexdigest()
+
+
+def code_tokens_of(text: str, info: str = "python") -> list[str]:
+    from stages.dedup.code_tokens import code_tokens
+
+    return code_tokens(text, info)[0]
+
+
+def view_grams(kind: str, texts: list[str], settings: Settings) -> Grams:
+    """N-grams of a list of view texts of one kind (the sequence index is the position in `texts`)."""
+    if kind == TEXT:
+        return text_grams(pa.array(texts, pa.string()), settings.n, settings.min_content)[0]
+    tokens = [code_tokens_of(t) for t in texts]
+    tokens = [t if len(t) >= settings.min_code_tokens else [] for t in tokens]
+    return code_grams(tokens, settings.code_n)
+
+
+def build(benchmarks: list[Benchmark], settings: Settings, folder: Path) -> dict:
+    """Write the index of `benchmarks` to `folder` (atomically); returns its meta."""
+    started = time.perf_counter()
+    rows: dict[str, list] = {"benchmark": [], "item": [], "view": [], "kind": [], "text": []}
+    for b in benchmarks:
+        for item in b.items:
+            for v in item.views:
+                rows["benchmark"].append(b.name)
+                rows["item"].append(item.id)
+                rows["view"].append(v.name)
+                rows["kind"].append(v.kind)
+                rows["text"].append(v.text)
+    kinds = np.array(rows["kind"])
+    all_h, all_v = [], []
+    short_widths: list[int] = []
+    short_first = np.zeros(0, dtype=np.uint64)
+    for kind in (TEXT, CODE):
+        ids = np.flatnonzero(kinds == kind)
+        if len(ids) == 0:
+            continue
+        g = view_grams(kind, [rows["text"][i] for i in ids], settings)
+        if kind == TEXT:
+            is_short = g.n < settings.n
+            short_widths = sorted({int(w) for w in np.unique(g.n[is_short])})
+            short_first = np.unique(g.first[is_short])
+        all_h.append(g.hashes)
+        all_v.append(ids[g.seq])
+    h = np.concatenate(all_h) if all_h else np.zeros(0, dtype=np.uint64)
+    v = np.concatenate(all_v) if all_v else np.zeros(0, dtype=np.int64)
+    pairs = (
+        np.unique(np.stack([h, v.astype(np.uint64)], axis=1), axis=0)
+        if len(h)
+        else np.zeros((0, 2), np.uint64)
+    )
+    h, v = pairs[:, 0], pairs[:, 1].astype(np.int32)
+    total = np.bincount(v, minlength=len(kinds)).astype(np.int64)
+    grams, first = np.unique(h, return_index=True)
+    post_off = np.concatenate((first, [len(h)])).astype(np.int64)
+
+    meta = {
+        "format": FORMAT,
+        "settings": settings.__dict__,
+        "benchmarks": {},
+        "ngrams": int(len(grams)),
+        "short_widths": short_widths,  # lengths of protected texts shorter than n: records are cut to them too
+    }
+    bench_of = np.array(rows["benchmark"])
+    for b in benchmarks:
+        mine = bench_of == b.name
+        meta["benchmarks"][b.name] = {
+            "items": len(b.items),
+            "rows": b.rows,
+            "split": b.split,
+            "source": b.source,
+            "views": int(mine.sum()),
+            "views_indexed": int((total[mine] > 0).sum()),
+            "ngrams": int(total[mine].sum()),
+        }
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    np.save(tmp / "grams.npy", grams)
+    np.save(tmp / "bitmap.npy", bitmap(grams))
+    np.save(tmp / "short_first.npy", short_first)
+    np.save(tmp / "post_off.npy", post_off)
+    np.save(tmp / "post_view.npy", v)
+    table = pa.table({**{k: pa.array(x, pa.string()) for k, x in rows.items()}, "total": pa.array(total)})
+    pq.write_table(table, tmp / "views.parquet")
+    meta["build_s"] = round(time.perf_counter() - started, 2)
+    shards.write_json(meta, tmp / "meta.json")
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process built it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return meta
+
+
+_BITMAP_BITS = 26  # 8 MB: with a few million n-grams, ~5% of lookups go on to the binary search
+
+
+def bitmap(grams: np.ndarray) -> np.ndarray:
+    """A one-hash Bloom filter of the n-grams (the top bits of each hash), to skip most binary searches."""
+    bits = np.zeros(1 << (_BITMAP_BITS - 3), dtype=np.uint8)
+    top = (grams >> np.uint64(64 - _BITMAP_BITS)).astype(np.int64)
+    np.bitwise_or.at(bits, top >> 3, (1 << (top & 7)).astype(np.uint8))
+    return bits
+
+
+def ensure(benchmarks: list[Benchmark], settings: Settings, cache_dir: Path) -> tuple[Path, dict, bool]:
+    """(index folder, meta, built now) for a benchmark set: from the cache, or built into it."""
+    folder = cache_dir / cache_key(benchmarks, settings)
+    meta = shards.read_json(folder / "meta.json")
+    if meta is not None:
+        return folder, meta, False
+    return folder, build(benchmarks, settings, folder), True
+
+
+@dataclass
+class Matches:
+    """Per (record, view) pair that shares n-grams: counts and scores."""
+
+    rec: np.ndarray
+    view: np.ndarray
+    matched: np.ndarray
+    score: np.ndarray  # share of the view's n-grams in the record
+    part: np.ndarray  # share of the record's n-grams of that kind in the view (text views)
+
+
+class Index:
+    """A loaded index (memory-mapped arrays and the views table)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.grams = np.load(folder / "grams.npy", mmap_mode="r")
+        self.bitmap = np.load(folder / "bitmap.npy", mmap_mode="r")
+        self.post_off = np.load(folder / "post_off.npy", mmap_mode="r")
+        self.post_view = np.load(folder / "post_view.npy", mmap_mode="r")
+        views = pq.read_table(folder / "views.parquet")
+        self.total = views.column("total").to_numpy()
+        self.kind_is_text = np.array(views.column("kind").to_pylist()) == TEXT
+        self.views = views
+        self.meta = shards.read_json(folder / "meta.json") or {}
+        self.settings = Settings(**self.meta["settings"])
+        self.short = Short(tuple(self.meta.get("short_widths", ())), np.load(folder / "short_first.npy"))
+
+    def view_row(self, view: int) -> dict:
+        return self.views.slice(int(view), 1).to_pylist()[0]
+
+    def lookup(self, h: np.ndarray, rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(record, view) of every posting hit by the n-grams `h` of records `rec`, each (record, n-gram) once."""
+        if len(h) == 0 or len(self.grams) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        top = (h >> np.uint64(64 - _BITMAP_BITS)).astype(np.int64)
+        maybe = np.flatnonzero((self.bitmap[top >> 3] >> (top & 7).astype(np.uint8)) & 1)
+        h, rec = h[maybe], rec[maybe]
+        pos = np.minimum(np.searchsorted(self.grams, h), len(self.grams) - 1)
+        hit = self.grams[pos] == h
+        key = np.unique(
+            (rec[hit].astype(np.int64) << 32) | pos[hit].astype(np.int64)
+        )  # few: most n-grams miss
+        rec, pos = key >> 32, key & 0xFFFFFFFF
+        lo, hi = self.post_off[pos], self.post_off[pos + 1]
+        counts = hi - lo
+        reps = np.repeat(np.arange(len(pos)), counts)
+        within = np.arange(len(reps)) - np.repeat(np.cumsum(counts) - counts, counts)
+        return rec[reps], np.asarray(self.post_view[lo[reps] + within], dtype=np.int64)
+
+    def match(self, text: Grams, code: Grams, n_records: int) -> Matches:
+        """Score every (record, view) pair sharing n-grams; `text` and `code` are the records' n-grams (their
+        `seq` is the record index). A record's own n-gram count (for `part`) counts repeats."""
+        recs, views = [], []
+        rec_text_total = np.bincount(text.seq, minlength=n_records)
+        for g in (text, code):
+            r, v = self.lookup(g.hashes, g.seq)
+            recs.append(r)
+            views.append(v)
+        r, v = np.concatenate(recs), np.concatenate(views)
+        if len(r) == 0:
+            z = np.zeros(0, dtype=np.int64)
+            return Matches(z, z, z, np.zeros(0), np.zeros(0))
+        pair, matched = np.unique(r * len(self.total) + v, return_counts=True)
+        rec, view = pair // len(self.total), pair % len(self.total)
+        score = matched / np.maximum(self.total[view], 1)
+        is_text = self.kind_is_text[view]
+        part = np.where(
+            is_text & (matched >= _MIN_PART_MATCHES), matched / np.maximum(rec_text_total[rec], 1), 0.0
+        )
+        return Matches(rec, view, matched, score, part)
+
+
+_LOADED: dict[str, Index] = {}
+
+
+def load(folder: Path) -> Index:
+    """The index at `folder`, loaded once per process."""
+    key = str(folder)
+    if key not in _LOADED:
+        _LOADED[key] = Index(folder)
+    return _LOADED[key]

@@ -1,0 +1,232 @@
+"""The `decontam` stage: removes training records that hold benchmark items (or a large part of one).
+
+`prepare` loads the protected benchmarks (`benchmarks.py`) and builds their n-gram index, or finds it in the
+cache (`index.py`); `process` streams each shard through it on all workers: the n-grams of every record's text
+(all turns: contamination hides in system prompts too) and of its code (`ngrams.py`) are looked up, every
+(record, item view) pair sharing n-grams is scored, and a record is removed when a score reaches the threshold.
+
+Input and output columns: the canonical record, unchanged. Reject reason: `contaminated`, with `detail`:
+benchmark, item, view (which protected text matched), method (`ngram`), n, score (share of the view's n-grams
+found in the record, or of the record's n-grams found in the view: `direction` says which), matched and of
+(n-gram counts), ngrams (up to 10 matched passages of the record, 300 characters at most), spans (character offsets of the matched words
+in the record's text: its turns' contents joined by newlines), item_text and item_spans (the same for the
+protected text), also (other items over the threshold).
+Config: `stages.decontam` (`config.py`). Manifest (`decontam`): method, n, threshold, index (cache folder, built
+or reused, seconds) and per benchmark: items, split, source, n-grams, items hit, records removed, by item.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from factory import shards
+from factory.records import REJECT_SCHEMA
+from factory.stage import PrepareContext, ShardContext, ShardResult, reject_row
+from stages.clean.text import fenced_blocks
+from stages.decontam import benchmarks as bm
+from stages.decontam import index as ix
+from stages.decontam.config import DecontamConfig
+from stages.decontam.ngrams import Grams, char_offsets, code_grams, text_grams
+from stages.dedup.code_tokens import code_tokens
+from stages.dedup.shingles import _is_code, _meta_language, _turns, _unfenced_code
+
+log = logging.getLogger("factory")
+
+INDEX_FILE = "index.json"
+_MAX_NGRAMS_SHOWN = 10
+_MAX_ALSO = 5
+_MAX_PASSAGE = 300
+
+
+class DecontamStage:
+    name: ClassVar[str] = "decontam"
+    Config: ClassVar[type[DecontamConfig]] = DecontamConfig
+    version: ClassVar[int] = 1
+
+    def __init__(self, config: DecontamConfig):
+        self.config = config
+        self.keep_work = False  # _work holds only the index pointer; the index lives in the cache
+        self._figures: dict = {}
+
+    def settings(self) -> ix.Settings:
+        c = self.config
+        return ix.Settings(c.text_n, c.code_ngram, c.min_content_words, c.min_code_tokens)
+
+    # ---- the global pass: the index ----------------------------------------------------------------------------
+
+    def prepare(self, ctx: PrepareContext) -> dict:
+        cfg = self.config
+        loaded = [bm.load(spec) for spec in bm.specs(cfg.benchmarks)]
+        cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else ix.default_cache_dir()
+        folder, meta, built = ix.ensure(loaded, self.settings(), cache)
+        shards.write_json({"index": str(folder)}, ctx.work_dir / INDEX_FILE)
+        log.info(
+            "decontam: %s n-grams of %s (%s), %d-word text and %d-token code n-grams, threshold %.2f",
+            f"{meta['ngrams']:,}",
+            ", ".join(f"{b.name} {len(b.items):,} items" for b in loaded),
+            f"built in {meta.get('build_s', 0)} s" if built else "cached",
+            cfg.text_n,
+            cfg.code_ngram,
+            cfg.threshold,
+        )
+        self._figures = {
+            "method": "ngram",
+            "mode": cfg.mode,
+            "ngram": cfg.text_n,
+            "code_ngram": cfg.code_ngram,
+            "threshold": cfg.threshold,
+            "index": {
+                "folder": str(folder),
+                "built": built,
+                "ngrams": meta["ngrams"],
+                "build_s": meta.get("build_s"),
+            },
+            "benchmarks": meta["benchmarks"],
+        }
+        return {}
+
+    def finish(self, merged: dict) -> dict:
+        """The manifest's `decontam` figures: the index's, plus hits per benchmark summed over shards."""
+        hits = merged.pop("contaminated", {})
+        out = dict(self._figures)
+        benchmarks = {}
+        for name, b in self._figures.get("benchmarks", {}).items():
+            by_item = hits.get(name, {})
+            benchmarks[name] = {
+                **b,
+                "items_hit": len(by_item),
+                "records_removed": sum(by_item.values()),
+                "by_item": dict(sorted(by_item.items(), key=lambda kv: (-kv[1], kv[0]))),
+            }
+        out["benchmarks"] = benchmarks
+        return {**merged, "decontam": out}
+
+    # ---- the map: one shard ------------------------------------------------------------------------------------
+
+    def process(self, table: pa.Table, ctx: ShardContext) -> ShardResult:
+        pointer = shards.read_json(ctx.work_dir / INDEX_FILE)
+        index = ix.load(Path(pointer["index"]))
+        n = table.num_rows
+        if n == 0:
+            return ShardResult(table, REJECT_SCHEMA.empty_table())
+        texts, final = _turns(table, "all")
+        text, _, _ = text_grams(texts, index.settings.n, index.settings.min_content, index.short)
+        code = self._code_grams(table, texts, final, index.settings)
+        m = index.match(text, code, n)
+        threshold = self.config.threshold
+        best = np.maximum(m.score, m.part)
+        over = best >= threshold
+        removed = np.zeros(n, dtype=bool)
+        removed[m.rec[over]] = True
+        if not removed.any():
+            return ShardResult(table, REJECT_SCHEMA.empty_table())
+
+        rows = table.filter(pa.array(removed)).to_pylist()
+        rec_ids = np.flatnonzero(removed)
+        counters: dict = {}
+        rejected = []
+        order = np.lexsort((-m.matched[over], -best[over], m.rec[over]))  # best score, then most n-grams
+        o_rec, o_view, o_score = m.rec[over][order], m.view[over][order], best[over][order]
+        o_match, o_part, o_item = m.matched[over][order], m.part[over][order], m.score[over][order]
+        starts = np.searchsorted(o_rec, rec_ids)
+        ends = np.searchsorted(o_rec, rec_ids, side="right")
+        for row, r, s, e in zip(rows, rec_ids, starts, ends, strict=True):
+            v = int(o_view[s])
+            view = index.view_row(v)
+            detail = {
+                "benchmark": view["benchmark"],
+                "item": view["item"],
+                "view": view["view"],
+                "method": "ngram",
+                "kind": view["kind"],
+                "n": index.settings.n if view["kind"] == bm.TEXT else index.settings.code_n,
+                "score": round(float(o_score[s]), 4),
+                "direction": "record_in_item" if o_part[s] > o_item[s] else "item_in_record",
+                "matched": int(o_match[s]),
+                "of": int(view["total"]),
+                **evidence(texts[int(r)].as_py(), view, index),
+                "also": _also(index, o_view[s + 1 : e], o_score[s + 1 : e], view["item"]),
+            }
+            rejected.append(reject_row(row, "contaminated", detail))
+            per = counters.setdefault("contaminated", {}).setdefault(view["benchmark"], {})
+            per[view["item"]] = per.get(view["item"], 0) + 1
+        kept = table.filter(pa.array(~removed))
+        return ShardResult(kept, pa.Table.from_pylist(rejected, schema=REJECT_SCHEMA), counters)
+
+    def _code_grams(self, table: pa.Table, texts: pa.Array, final: pa.Array, settings: ix.Settings) -> Grams:
+        """Code n-grams of every code block of the batch (fenced, `kind: code`, or an unfenced code answer);
+        `seq` is the record index."""
+        is_code = _is_code(table, texts)
+        unfenced = _unfenced_code(texts, final, ~is_code)
+        token_lists, owner = [], []
+        metas = table.column("meta")
+        for r in np.flatnonzero(is_code | unfenced):
+            text = texts[int(r)].as_py()
+            if unfenced[r]:
+                blocks = [("", final[int(r)].as_py())]
+            else:
+                blocks = [(b.info, b.body) for b in fenced_blocks(text)] or [
+                    (_meta_language(metas[int(r)].as_py()), text)
+                ]
+            for info, body in blocks:
+                tokens = code_tokens(body, info)[0]
+                if len(tokens) >= settings.min_code_tokens:
+                    token_lists.append(tokens)
+                    owner.append(int(r))
+        g = code_grams(token_lists, settings.code_n)
+        if len(g.seq):
+            g.seq = np.asarray(owner, dtype=np.int64)[g.seq]
+        return g
+
+
+def _also(index: ix.Index, views: np.ndarray, scores: np.ndarray, item: str) -> list[dict]:
+    out, seen = [], {item}
+    for v, s in zip(views.tolist(), scores.tolist(), strict=True):
+        row = index.view_row(v)
+        if row["item"] in seen:
+            continue
+        seen.add(row["item"])
+        out.append(
+            {"benchmark": row["benchmark"], "item": row["item"], "view": row["view"], "score": round(s, 4)}
+        )
+        if len(out) >= _MAX_ALSO:
+            break
+    return out
+
+
+def _spans(text: str, grams: Grams, bstart: np.ndarray, bend: np.ndarray, hit: np.ndarray) -> list[list[int]]:
+    """Merged character spans of the words of the windows `hit` (a mask over `grams`)."""
+    if not hit.any():
+        return []
+    first = grams.start[hit]
+    last = first + grams.n[hit] - 1
+    chars = char_offsets(text.lower())
+    spans: list[list[int]] = []
+    for a, b in zip(bstart[first].tolist(), bend[last].tolist(), strict=True):
+        a, b = int(chars[min(a, len(chars) - 1)]), int(chars[min(b, len(chars) - 1)])
+        if spans and a <= spans[-1][1] + 1:
+            spans[-1][1] = max(spans[-1][1], b)
+        else:
+            spans.append([a, b])
+    return spans
+
+
+def evidence(record_text: str, view: dict, index: ix.Index) -> dict:
+    """What matched, for a reviewer: passages and character spans in the record and in the protected text."""
+    out: dict = {"ngrams": [], "spans": [], "item_text": view["text"], "item_spans": []}
+    if view["kind"] != bm.TEXT:
+        return out
+    settings = index.settings
+    rg, rs, re_ = text_grams(pa.array([record_text]), settings.n, settings.min_content, index.short)
+    vg, vs, ve = text_grams(pa.array([view["text"]]), settings.n, settings.min_content)
+    r_hit = np.isin(rg.hashes, vg.hashes)
+    v_hit = np.isin(vg.hashes, rg.hashes)
+    out["spans"] = _spans(record_text, rg, rs, re_, r_hit)
+    out["item_spans"] = _spans(view["text"], vg, vs, ve, v_hit)
+    out["ngrams"] = [record_text[a:b][:_MAX_PASSAGE] for a, b in out["spans"][:_MAX_NGRAMS_SHOWN]]
+    return out
