@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/factory run clean dedup -c configs/demo.yaml
+	$(VENV)/bin/factory run clean dedup decontam -c configs/demo.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

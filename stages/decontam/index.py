@@ -36,7 +36,7 @@ from stages.decontam.ngrams import STOP_WORDS, Grams, Short, code_grams, text_gr
 
 log = logging.getLogger("factory")
 
-FORMAT = 4  # bump when the index layout or hashing changes: old caches are then ignored
+FORMAT = 5  # bump when the index layout or hashing changes: old caches are then ignored
 _MIN_PART_MATCHES = 3
 
 
@@ -48,6 +48,7 @@ class Settings:
     code_n: int
     min_content: int
     min_code_tokens: int
+    min_code_grams: int = 8
 
 
 def default_cache_dir() -> Path:
@@ -109,8 +110,13 @@ def build(benchmarks: list[Benchmark], settings: Settings, folder: Path) -> dict
             is_short = g.n < settings.n
             short_widths = sorted({int(w) for w in np.unique(g.n[is_short])})
             short_first = np.unique(g.first[is_short])
-        all_h.append(g.hashes)
-        all_v.append(ids[g.seq])
+        hashes, views = g.hashes, ids[g.seq]
+        if kind == CODE:
+            hashes, views = _distinctive(
+                hashes, views, np.array(rows["item"])[views], settings.min_code_grams
+            )
+        all_h.append(hashes)
+        all_v.append(views)
     h = np.concatenate(all_h) if all_h else np.zeros(0, dtype=np.uint64)
     v = np.concatenate(all_v) if all_v else np.zeros(0, dtype=np.int64)
     pairs = (
@@ -158,6 +164,28 @@ def build(benchmarks: list[Benchmark], settings: Settings, folder: Path) -> dict
     except OSError:  # another process built it first
         shutil.rmtree(tmp, ignore_errors=True)
     return meta
+
+
+def _distinctive(
+    hashes: np.ndarray, views: np.ndarray, items: np.ndarray, min_grams: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The code n-grams found in one benchmark item only, of the views that keep at least `min_grams` of them.
+
+    Identifier-blind token windows of short programs are generic (`for v in range(len(v)):`, `if v not in v:
+    v.append(v)` occur in many MBPP solutions and in any code corpus); a window that several benchmark items share
+    says nothing about which item a record copies, so only windows unique to one item count."""
+    if len(hashes) == 0:
+        return hashes, views
+    _, item_id = np.unique(items, return_inverse=True)
+    pairs = np.unique(np.stack([hashes, item_id.astype(np.uint64)], axis=1), axis=0)
+    gram, df = np.unique(pairs[:, 0], return_counts=True)
+    unique_grams = gram[df == 1]
+    keep = np.isin(hashes, unique_grams)
+    hashes, views = hashes[keep], views[keep]
+    per_view = np.unique(np.stack([hashes, views.astype(np.uint64)], axis=1), axis=0)[:, 1].astype(np.int64)
+    counts = np.bincount(per_view, minlength=int(views.max()) + 1 if len(views) else 0)
+    keep = counts[views] >= min_grams
+    return hashes[keep], views[keep]
 
 
 _BITMAP_BITS = 26  # 8 MB: with a few million n-grams, ~5% of lookups go on to the binary search

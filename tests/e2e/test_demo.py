@@ -10,11 +10,21 @@ from tests.conftest import ROOT, read_stage, run_cli
 def test_demo_recipe(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     assert (
-        run_cli("run", "clean", "dedup", "-c", "configs/demo.yaml", "--run-dir", str(tmp_path / "demo")) == 0
+        run_cli(
+            "run",
+            "clean",
+            "dedup",
+            "decontam",
+            "-c",
+            "configs/demo.yaml",
+            "--run-dir",
+            str(tmp_path / "demo"),
+        )
+        == 0
     )
 
     _, ingest_rejects, ingest = read_stage(tmp_path / "demo", "ingest")
-    assert ingest["counts"] == {"in": 695, "out": 691, "rejected": 4}
+    assert ingest["counts"] == {"in": 698, "out": 694, "rejected": 4}
     assert {r["reason"]: r["origin"] for r in ingest_rejects} == {
         "malformed_json": "data/samples/messy.jsonl:7",
         "bad_encoding": "data/samples/messy.jsonl:8",
@@ -27,11 +37,12 @@ def test_demo_recipe(tmp_path, monkeypatch):
         ("messages", False),
         ("alpaca", True),
         ("messages", False),
+        ("messages", False),
     ]
 
     records, rejects, clean = read_stage(tmp_path / "demo", "clean")
     c = clean["counts"]
-    assert c["in"] == 691 and c["in"] == c["out"] + c["rejected"]
+    assert c["in"] == 694 and c["in"] == c["out"] + c["rejected"]
     messy = {r["origin"].rsplit(":", 1)[1]: r for r in rejects if "messy" in r["origin"]}
     assert {line: r["reason"] for line, r in messy.items()} == {
         "5": "too_short",
@@ -79,3 +90,14 @@ def test_demo_recipe(tmp_path, monkeypatch):
     }
     assert dedup["rejected_by_reason"]["exact_duplicate"] > 50  # FastChat's dummy conversations
     assert dedup["dedup"]["code_blocks"].get("cpp", 0) >= 2
+
+    # decontam: the planted benchmark items go, each naming its item; nothing else of the samples does
+    _, hits, decontam = read_stage(tmp_path / "demo", "decontam")
+    t = decontam["counts"]
+    assert t["in"] == d["out"] and t["in"] == t["out"] + t["rejected"]
+    assert {r["origin"]: json.loads(r["detail"])["item"] for r in hits} == {
+        "data/samples/contaminated.jsonl:1": "gsm8k/test/5",
+        "data/samples/contaminated.jsonl:2": "HumanEval/2",
+        "data/samples/contaminated.jsonl:3": "mmlu/high_school_biology/10",
+    }
+    assert decontam["decontam"]["benchmarks"]["gsm8k"]["records_removed"] == 1
