@@ -16,6 +16,7 @@ threshold (`part` only with at least `_MIN_PART_MATCHES` shared n-grams: a 15-wo
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import logging
 import os
@@ -36,7 +37,7 @@ from stages.decontam.ngrams import STOP_WORDS, Grams, Short, code_grams, text_gr
 
 log = logging.getLogger("factory")
 
-FORMAT = 5  # bump when the index layout or hashing changes: old caches are then ignored
+FORMAT = 10  # bump when the index layout or hashing changes: old caches are then ignored
 _MIN_PART_MATCHES = 3
 
 
@@ -48,6 +49,7 @@ class Settings:
     code_n: int
     min_content: int
     min_code_tokens: int
+    code_language: str = "python"
     min_code_grams: int = 8
 
 
@@ -70,17 +72,24 @@ def cache_key(benchmarks: list[Benchmark], settings: Settings) -> str:
     return hashlib.blake2b(blob, digest_size=10).hexdigest()
 
 
-def code_tokens_of(text: str, info: str = "python") -> list[str]:
+# Names a renamed copy keeps: Python's builtins (and, in `code_tokens_of`, every attribute after a `.`: library
+# calls such as `hq.heapify`). They make short programs tell apart where identifier-blind tokens cannot.
+KEEP_NAMES = frozenset(n.encode() for n in dir(builtins) if not n.startswith("_"))
+
+
+def code_tokens_of(text: str, language: str) -> list[str]:
+    """Tokens of code in `language` (parsed with its grammar, no detection: one parse), builtins and attributes
+    kept as written."""
     from stages.dedup.code_tokens import code_tokens
 
-    return code_tokens(text, info)[0]
+    return code_tokens(text, language, keep=KEEP_NAMES, attributes=True)[0]
 
 
 def view_grams(kind: str, texts: list[str], settings: Settings) -> Grams:
     """N-grams of a list of view texts of one kind (the sequence index is the position in `texts`)."""
     if kind == TEXT:
         return text_grams(pa.array(texts, pa.string()), settings.n, settings.min_content)[0]
-    tokens = [code_tokens_of(t) for t in texts]
+    tokens = [code_tokens_of(t, settings.code_language) for t in texts]
     tokens = [t if len(t) >= settings.min_code_tokens else [] for t in tokens]
     return code_grams(tokens, settings.code_n)
 

@@ -23,17 +23,18 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from factory import shards
 from factory.records import REJECT_SCHEMA
 from factory.stage import PrepareContext, ShardContext, ShardResult, reject_row
+from stages.clean.code import tag_language
 from stages.clean.text import fenced_blocks
 from stages.decontam import benchmarks as bm
 from stages.decontam import index as ix
 from stages.decontam.config import DecontamConfig
 from stages.decontam.ngrams import Grams, char_offsets, code_grams, text_grams
-from stages.dedup.code_tokens import code_tokens
-from stages.dedup.shingles import _is_code, _meta_language, _turns, _unfenced_code
+from stages.dedup.shingles import _is_code, _meta_language, _turns
 
 log = logging.getLogger("factory")
 
@@ -55,7 +56,7 @@ class DecontamStage:
 
     def settings(self) -> ix.Settings:
         c = self.config
-        return ix.Settings(c.text_n, c.code_ngram, c.min_content_words, c.min_code_tokens)
+        return ix.Settings(c.text_n, c.code_ngram, c.min_content_words, c.min_code_tokens, c.code_language)
 
     # ---- the global pass: the index ----------------------------------------------------------------------------
 
@@ -80,6 +81,7 @@ class DecontamStage:
             "ngram": cfg.text_n,
             "code_ngram": cfg.code_ngram,
             "threshold": cfg.threshold,
+            "code_threshold": cfg.code_threshold,
             "index": {
                 "folder": str(folder),
                 "built": built,
@@ -118,9 +120,9 @@ class DecontamStage:
         text, _, _ = text_grams(texts, index.settings.n, index.settings.min_content, index.short)
         code = self._code_grams(table, texts, final, index.settings)
         m = index.match(text, code, n)
-        threshold = self.config.threshold
         best = np.maximum(m.score, m.part)
-        over = best >= threshold
+        is_text = index.kind_is_text[m.view]
+        over = best >= np.where(is_text, self.config.threshold, self.config.code_threshold)
         removed = np.zeros(n, dtype=bool)
         removed[m.rec[over]] = True
         if not removed.any():
@@ -159,10 +161,12 @@ class DecontamStage:
         return ShardResult(kept, pa.Table.from_pylist(rejected, schema=REJECT_SCHEMA), counters)
 
     def _code_grams(self, table: pa.Table, texts: pa.Array, final: pa.Array, settings: ix.Settings) -> Grams:
-        """Code n-grams of every code block of the batch (fenced, `kind: code`, or an unfenced code answer);
-        `seq` is the record index."""
+        """Code n-grams of every code block of the batch in the protected language: fenced blocks tagged with it
+        or untagged, `kind: code` records, and final answers that look like its code without fences (CodeAlpaca
+        and GPTeacher write code answers unfenced); `seq` is the record index."""
+        lang = settings.code_language
         is_code = _is_code(table, texts)
-        unfenced = _unfenced_code(texts, final, ~is_code)
+        unfenced = _unfenced(final, ~is_code, lang)
         token_lists, owner = [], []
         metas = table.column("meta")
         for r in np.flatnonzero(is_code | unfenced):
@@ -174,7 +178,10 @@ class DecontamStage:
                     (_meta_language(metas[int(r)].as_py()), text)
                 ]
             for info, body in blocks:
-                tokens = code_tokens(body, info)[0]
+                tag, block_lang, _ = tag_language(info)
+                if tag and block_lang != lang:
+                    continue
+                tokens = ix.code_tokens_of(body, lang)
                 if len(tokens) >= settings.min_code_tokens:
                     token_lists.append(tokens)
                     owner.append(int(r))
@@ -182,6 +189,20 @@ class DecontamStage:
         if len(g.seq):
             g.seq = np.asarray(owner, dtype=np.int64)[g.seq]
         return g
+
+
+# Lines that start code, per language: a cheap test for unfenced code answers (no parse).
+_CODE_LINE = {
+    "python": r"(?m)^[ \t]*(?:def|class)[ \t]+\w+[ \t]*[(:]|^[ \t]*(?:import[ \t]+\w|from[ \t]+\S+[ \t]+import\b)",
+}
+_CODE_LINE_ANY = r"(?m)^[ \t]*(?:\w[\w<>\[\], *&]*[ \t]+)?\w+[ \t]*\([^()\n]*\)[ \t]*(?:\{|=>|->)"
+
+
+def _unfenced(final: pa.Array, candidates: np.ndarray, language: str) -> np.ndarray:
+    """Records whose final answer is unfenced code in `language` (by its opening lines)."""
+    pattern = _CODE_LINE.get(language, _CODE_LINE_ANY)
+    hit = pc.fill_null(pc.match_substring_regex(final, pattern), False).to_numpy(zero_copy_only=False)
+    return hit & candidates
 
 
 def _also(index: ix.Index, views: np.ndarray, scores: np.ndarray, item: str) -> list[dict]:

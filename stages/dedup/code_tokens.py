@@ -210,8 +210,11 @@ def _lex(text: str, names: dict, out: list[str], pattern: re.Pattern = _LEX_RE) 
 # ---- the tree walk -----------------------------------------------------------------------------------------
 
 
-def _walk(data: bytes, grammar: str) -> list[str]:
-    """The tokens of a parse of `data` with `grammar`: its leaves in source order, normalised (see above)."""
+def _walk(
+    data: bytes, grammar: str, keep: frozenset[bytes] = frozenset(), attributes: bool = False
+) -> list[str]:
+    """The tokens of a parse of `data` with `grammar`: its leaves in source order, normalised (see above).
+    Identifiers in `keep`, and with `attributes` those right after a `.`, stay as written."""
     table, docstrings = _table(grammar)
     size = len(table)
     root = parser_for(grammar).parse(data).root_node
@@ -241,10 +244,13 @@ def _walk(data: bytes, grammar: str) -> list[str]:
             start, end = node.start_byte, node.end_byte
             if end > start:
                 key = data[start:end]
-                v = names.get(key)
-                if v is None:
-                    v = names[key] = f"v{len(names)}"
-                append(v)
+                if key in keep or (attributes and out and out[-1] == "."):
+                    append(key.decode("utf-8", "replace"))
+                else:
+                    v = names.get(key)
+                    if v is None:
+                        v = names[key] = f"v{len(names)}"
+                    append(v)
         elif act == _WORD:
             if cursor.goto_first_child():
                 continue
@@ -288,7 +294,11 @@ def _walk(data: bytes, grammar: str) -> list[str]:
 
 
 def code_tokens(
-    body: str, info: str = "", languages: frozenset[str] | None = None
+    body: str,
+    info: str = "",
+    languages: frozenset[str] | None = None,
+    keep: frozenset[bytes] = frozenset(),
+    attributes: bool = False,
 ) -> tuple[list[str], str | None]:
     """(tokens, language) of one code block.
 
@@ -298,7 +308,9 @@ def code_tokens(
     ... by first appearance, other leaves as written; never whitespace inside a token. Without a grammar
     (unsupported tag, language not allowed, nothing detected) a regex lexer with the same rules gives the
     tokens and the language is None. The same program renamed, re-commented or reformatted gives the same
-    tokens.
+    tokens. Decontamination keeps some names as written: `keep` (e.g. builtins) and, with `attributes`, names
+    right after a `.` (library calls: `hq.heapify`), which a copy cannot rename. (The fallback lexer numbers
+    every name.)
     """
     if not body.isascii():  # lone surrogates (from JSON escapes) cannot be encoded: "?" for each
         body = body.encode("utf-8", "replace").decode("utf-8")
@@ -309,4 +321,4 @@ def code_tokens(
         return out, None
     lang, grammar = found
     tag = tag_language(info)[0]
-    return _walk(_prepare(body, grammar, tag).encode("utf-8"), grammar), lang
+    return _walk(_prepare(body, grammar, tag).encode("utf-8"), grammar, keep, attributes), lang
