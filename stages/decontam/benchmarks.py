@@ -61,7 +61,7 @@ class Benchmark:
     items: list[Item]
     source: str  # where the rows came from
     split: str | None
-    digest: str  # of the source bytes: part of the index cache key
+    digest: str  # the source's fingerprint: part of the index cache key
     rows: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -210,19 +210,6 @@ def _rows_of_datasets_folder(path: Path, split: str | None) -> list[dict]:
     return ds.to_list()
 
 
-def _digest(paths: list[Path]) -> str:
-    h = hashlib.blake2b(digest_size=12)
-    for p in sorted(paths):
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file():
-                    h.update(f.name.encode())
-                    h.update(f.read_bytes())
-        else:
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 def hub_cache_files(hub_id: str, split: str | None) -> list[Path]:
     """Parquet files of a dataset in the local Hugging Face hub cache (newest snapshot), for a split."""
     root = Path(
@@ -245,8 +232,19 @@ def hub_cache_files(hub_id: str, split: str | None) -> list[Path]:
     return []
 
 
-def load(spec: BenchmarkSpec) -> Benchmark:
-    """The items of one benchmark (see the module docstring for where rows come from)."""
+@dataclass(frozen=True)
+class Source:
+    """Where a benchmark's rows are, and a fingerprint of the spec and the files (size, mtime): the index cache
+    key, known without reading the rows."""
+
+    spec: BenchmarkSpec
+    paths: tuple[Path, ...]
+    split: str | None
+    fingerprint: str
+
+
+def locate(spec: BenchmarkSpec) -> Source:
+    """Find a benchmark's files (see the module docstring for the order); a clear error when there are none."""
     builtin = BUILTINS.get(spec.name)
     split = spec.split if spec.split is not None else (builtin.split if builtin else None)
     paths: list[Path]
@@ -264,6 +262,17 @@ def load(spec: BenchmarkSpec) -> Benchmark:
             f"stages.decontam.benchmarks: {spec.name}: no local copy (give `path:` to a JSONL/JSON/Parquet/CSV "
             f"file or a datasets folder; nothing is downloaded)"
         )
+    files = [f for p in paths for f in (sorted(p.rglob("*")) if p.is_dir() else [p]) if f.is_file()]
+    stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    blob = orjson.dumps([spec.model_dump(mode="json"), split, stats])
+    return Source(spec, tuple(paths), split, hashlib.blake2b(blob, digest_size=12).hexdigest())
+
+
+def load(spec: BenchmarkSpec, source: Source | None = None) -> Benchmark:
+    """The items of one benchmark."""
+    source = source or locate(spec)
+    builtin = BUILTINS.get(spec.name)
+    split, paths = source.split, list(source.paths)
     if paths[0].is_dir():
         rows = _rows_of_datasets_folder(paths[0], split)
     else:
@@ -279,8 +288,8 @@ def load(spec: BenchmarkSpec) -> Benchmark:
         if spec.id_field and spec.id_field in row:
             item.id = f"{spec.name}/{row[spec.id_field]}"
         items.append(item)
-    source = str(paths[0]) if len(paths) == 1 else f"{paths[0].parent} ({len(paths)} files)"
-    return Benchmark(spec.name, items, source, split, _digest(paths), len(rows))
+    where = str(paths[0]) if len(paths) == 1 else f"{paths[0].parent} ({len(paths)} files)"
+    return Benchmark(spec.name, items, where, split, source.fingerprint, len(rows))
 
 
 def _field(row: dict, dotted: str) -> str:

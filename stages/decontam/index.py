@@ -32,7 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from factory import shards
-from stages.decontam.benchmarks import CODE, TEXT, Benchmark
+from stages.decontam import benchmarks as bm
+from stages.decontam.benchmarks import CODE, TEXT, Benchmark, Source
 from stages.decontam.ngrams import STOP_WORDS, Grams, Short, code_grams, text_grams
 
 log = logging.getLogger("factory")
@@ -60,13 +61,13 @@ def default_cache_dir() -> Path:
     return Path(base) / "factory" / "decontam"
 
 
-def cache_key(benchmarks: list[Benchmark], settings: Settings) -> str:
+def cache_key(sources: list[Source], settings: Settings) -> str:
     blob = orjson.dumps(
         {
             "format": FORMAT,
             "settings": settings.__dict__,
             "stop": STOP_WORDS,
-            "benchmarks": [(b.name, b.digest, b.split, b.rows) for b in benchmarks],
+            "benchmarks": [s.fingerprint for s in sources],
         }
     )
     return hashlib.blake2b(blob, digest_size=10).hexdigest()
@@ -208,12 +209,14 @@ def bitmap(grams: np.ndarray) -> np.ndarray:
     return bits
 
 
-def ensure(benchmarks: list[Benchmark], settings: Settings, cache_dir: Path) -> tuple[Path, dict, bool]:
-    """(index folder, meta, built now) for a benchmark set: from the cache, or built into it."""
-    folder = cache_dir / cache_key(benchmarks, settings)
+def ensure(sources: list[Source], settings: Settings, cache_dir: Path) -> tuple[Path, dict, bool]:
+    """(index folder, meta, built now) for a benchmark set: from the cache (nothing is read but the meta), or
+    loaded and built into it."""
+    folder = cache_dir / cache_key(sources, settings)
     meta = shards.read_json(folder / "meta.json")
     if meta is not None:
         return folder, meta, False
+    benchmarks = [bm.load(s.spec, s) for s in sources]
     return folder, build(benchmarks, settings, folder), True
 
 

@@ -62,14 +62,14 @@ class DecontamStage:
 
     def prepare(self, ctx: PrepareContext) -> dict:
         cfg = self.config
-        loaded = [bm.load(spec) for spec in bm.specs(cfg.benchmarks)]
+        sources = [bm.locate(spec) for spec in bm.specs(cfg.benchmarks)]
         cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else ix.default_cache_dir()
-        folder, meta, built = ix.ensure(loaded, self.settings(), cache)
+        folder, meta, built = ix.ensure(sources, self.settings(), cache)
         shards.write_json({"index": str(folder)}, ctx.work_dir / INDEX_FILE)
         log.info(
             "decontam: %s n-grams of %s (%s), %d-word text and %d-token code n-grams, threshold %.2f",
             f"{meta['ngrams']:,}",
-            ", ".join(f"{b.name} {len(b.items):,} items" for b in loaded),
+            ", ".join(f"{name} {b['items']:,} items" for name, b in meta["benchmarks"].items()),
             f"built in {meta.get('build_s', 0)} s" if built else "cached",
             cfg.text_n,
             cfg.code_ngram,

@@ -42,6 +42,12 @@ CLEAN = [
         "```python\ndef total(values):\n    result = 0\n    for v in values:\n        result += v\n    return result\n```",
         tag="clean2",
     ),
+    chat(  # the idiom of MBPP 101's solution (bubble sort), a different program: not a copy
+        "How would you implement a bubble sort algorithm in Python?",
+        "```python\ndef bubble_sort(arr):\n    n = len(arr)\n    for i in range(n):\n        for j in range(0, n-i-1):\n"
+        "            if arr[j] > arr[j+1]:\n                arr[j], arr[j+1] = arr[j+1], arr[j]\n    return arr\n```",
+        tag="clean3",
+    ),
 ]
 
 
@@ -93,7 +99,7 @@ def test_builtin_benchmarks_catch_copies_and_keep_clean_records(tmp_path, cache_
     ]
     records, rejects, manifest = run(tmp_path, rows, {"cache_dir": str(cache_dir)})
     assert manifest["counts"]["in"] == manifest["counts"]["out"] + manifest["counts"]["rejected"] == len(rows)
-    assert tags(records) == {"clean0", "clean1", "clean2"}
+    assert tags(records) == {"clean0", "clean1", "clean2", "clean3"}
     by_tag = {json.loads(r["meta"])["tag"]: json.loads(r["detail"]) for r in rejects}
     assert {r["reason"] for r in rejects} == {"contaminated"}
     for tag in ("verbatim", "reformatted", "question_only", "embedded"):
@@ -272,3 +278,26 @@ def test_two_workers_give_the_same_rejects(tmp_path, cache_dir):
     two = read_stage(tmp_path / "two" / "run", "decontam")
     assert sorted(r["id"] for r in one[1]) == sorted(r["id"] for r in two[1])
     assert len(one[1]) == 6
+
+
+def test_code_tokens_keep_builtins_and_attributes_but_number_local_names():
+    from stages.decontam.index import code_tokens_of
+
+    a = code_tokens_of(
+        "import heapq as hq\ndef f(heap, a):\n    hq.heapify(heap)\n    return len(heap)", "python"
+    )
+    b = code_tokens_of("import heapq as hq\ndef g(xs, y):\n    hq.heapify(xs)\n    return len(xs)", "python")
+    assert a == b
+    assert "heapify" in a and "len" in a and "heap" not in a
+
+
+def test_unfenced_code_answers_are_compared_as_code(tmp_path, cache_dir):
+    he = HUMANEVAL[12]
+    body = rename(he["prompt"] + he["canonical_solution"], {"strings": "words", "maxlen": "top", "s": "w"})
+    body = body.split('"""')[0] + body.split('"""')[2]  # the docstring dropped: only the code is left
+    _, rejects, _ = run(
+        tmp_path, [chat("Write it.", body.strip(), tag="unfenced"), *CLEAN], {"cache_dir": str(cache_dir)}
+    )
+    (rej,) = rejects
+    d = json.loads(rej["detail"])
+    assert (d["item"], d["kind"]) == ("HumanEval/12", "code")
