@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from factory import shards
@@ -240,13 +241,19 @@ class Index:
         self.bitmap = np.load(folder / "bitmap.npy", mmap_mode="r")
         self.post_off = np.load(folder / "post_off.npy", mmap_mode="r")
         self.post_view = np.load(folder / "post_view.npy", mmap_mode="r")
-        views = pq.read_table(folder / "views.parquet")
-        self.total = views.column("total").to_numpy()
-        self.kind_is_text = np.array(views.column("kind").to_pylist()) == TEXT
-        self.views = views
+        head = pq.read_table(folder / "views.parquet", columns=["kind", "total"])
+        self.total = head.column("total").to_numpy()
+        self.kind_is_text = pc.equal(head.column("kind"), TEXT).to_numpy()
+        self._views: pa.Table | None = None  # with the texts: read when a record is first flagged
         self.meta = shards.read_json(folder / "meta.json") or {}
         self.settings = Settings(**self.meta["settings"])
         self.short = Short(tuple(self.meta.get("short_widths", ())), np.load(folder / "short_first.npy"))
+
+    @property
+    def views(self) -> pa.Table:
+        if self._views is None:
+            self._views = pq.read_table(self.folder / "views.parquet")
+        return self._views
 
     def view_row(self, view: int) -> dict:
         return self.views.slice(int(view), 1).to_pylist()[0]

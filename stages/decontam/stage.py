@@ -179,7 +179,7 @@ class DecontamStage:
                 ]
             for info, body in blocks:
                 tag, block_lang, _ = tag_language(info)
-                if tag and block_lang != lang:
+                if (tag and block_lang != lang) or (lang in _DEFINES and _DEFINES[lang] not in body):
                     continue
                 tokens = ix.code_tokens_of(body, lang)
                 if len(tokens) >= settings.min_code_tokens:
@@ -191,6 +191,8 @@ class DecontamStage:
         return g
 
 
+# Every protected program defines a function: code without this keyword cannot hold one (and is not parsed).
+_DEFINES = {"python": "def "}
 # Lines that start code, per language: a cheap test for unfenced code answers (no parse).
 _CODE_LINE = {
     "python": r"(?m)^[ \t]*(?:def|class)[ \t]+\w+[ \t]*[(:]|^[ \t]*(?:import[ \t]+\w|from[ \t]+\S+[ \t]+import\b)",
