@@ -1,4 +1,4 @@
-"""stages/decontam/embed.py: nearest items, the item cache and errors (numpy only); the model (needs factory[embed])."""
+"""stages/decontam/embed.py: nearest items, the cache, errors (numpy only); the model (needs factory[embed])."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def embedder():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("TRANSFORMERS_OFFLINE", "1")
-        yield Embedder("all-MiniLM-L6-v2", batch_size=4)
+        yield Embedder("all-MiniLM-L6-v2", batch_size=4, threads=1)  # 1: fast even on a busy machine
 
 
 def test_top_matches_hand_made():
@@ -112,6 +112,19 @@ def test_encode_is_normalised_float32_in_input_order(embedder):
     assert embedder.encode([]).shape == (0, 384)
 
 
+def test_bf16_stays_close_and_changes_the_cache_identity(embedder):
+    texts = ["The quick brown fox jumps over the lazy dog.", "def add(a, b):\n    return a + b"]
+    fp32, identity = embedder.encode(texts), embedder.identity
+    embedder.bf16 = True
+    try:
+        bf16 = embedder.encode(texts)
+        assert embedder.identity != identity
+    finally:
+        embedder.bf16 = False
+    assert bf16.dtype == np.float32
+    assert (np.einsum("ij,ij->i", fp32, bf16) > 0.999).all()
+
+
 def test_paraphrase_is_closer_to_its_original(embedder):
     original = (
         "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for "
@@ -120,8 +133,8 @@ def test_paraphrase_is_closer_to_its_original(embedder):
     )
     paraphrase = (
         "Janet's ducks produce 16 eggs each day. She consumes three of them for her morning meal and uses four "
-        "to bake muffins for her friends daily. The remaining eggs are sold at the daily farmers' market for $2 "
-        "per egg. What is the daily amount in dollars that she earns at the farmers' market?"
+        "to bake muffins for her friends daily. The remaining eggs are sold at the daily farmers' market for "
+        "$2 per egg. What is the daily amount in dollars that she earns at the farmers' market?"
     )
     unrelated = "Write a Python function that returns the longest common prefix of a list of strings."
     emb = embedder.encode([paraphrase, original, unrelated])
