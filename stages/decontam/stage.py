@@ -160,13 +160,8 @@ class DecontamStage:
                 view_id, cosine = by_embedding[int(r)]
                 view = index.view_row(view_id)
                 detail = {
-                    "benchmark": view["benchmark"],
-                    "item": view["item"],
-                    "view": view["view"],
-                    "method": "embedding",
-                    "kind": view["kind"],
+                    **_found(view, "embedding", cosine),
                     "model": self.config.embedding.model,
-                    "score": round(cosine, 4),
                     "direction": "paraphrase",
                     "ngrams": [],
                     "spans": [],
@@ -174,26 +169,17 @@ class DecontamStage:
                     "item_spans": [],
                     "also": [],
                 }
-                rejected.append(reject_row(row, "contaminated", detail))
-                per = counters.setdefault("contaminated", {}).setdefault(view["benchmark"], {})
-                per[view["item"]] = per.get(view["item"], 0) + 1
-                continue
-            v = int(o_view[s])
-            view = index.view_row(v)
-            detail = {
-                "benchmark": view["benchmark"],
-                "item": view["item"],
-                "view": view["view"],
-                "method": "ngram",
-                "kind": view["kind"],
-                "n": index.settings.n if view["kind"] == bm.TEXT else index.settings.code_n,
-                "score": round(float(o_score[s]), 4),
-                "direction": "record_in_item" if o_part[s] > o_item[s] else "item_in_record",
-                "matched": int(o_match[s]),
-                "of": int(view["total"]),
-                **evidence(texts[int(r)].as_py(), view, index),
-                "also": _also(index, o_view[s + 1 : e], o_score[s + 1 : e], view["item"]),
-            }
+            else:
+                view = index.view_row(int(o_view[s]))
+                detail = {
+                    **_found(view, "ngram", float(o_score[s])),
+                    "n": index.settings.n if view["kind"] == bm.TEXT else index.settings.code_n,
+                    "direction": "record_in_item" if o_part[s] > o_item[s] else "item_in_record",
+                    "matched": int(o_match[s]),
+                    "of": int(view["total"]),
+                    **evidence(texts[int(r)].as_py(), view, index),
+                    "also": _also(index, o_view[s + 1 : e], o_score[s + 1 : e], view["item"]),
+                }
             rejected.append(reject_row(row, "contaminated", detail))
             per = counters.setdefault("contaminated", {}).setdefault(view["benchmark"], {})
             per[view["item"]] = per.get(view["item"], 0) + 1
@@ -263,6 +249,17 @@ def _unfenced(final: pa.Array, candidates: np.ndarray, language: str) -> np.ndar
     pattern = _CODE_LINE.get(language, _CODE_LINE_ANY)
     hit = pc.fill_null(pc.match_substring_regex(final, pattern), False).to_numpy(zero_copy_only=False)
     return hit & candidates
+
+
+def _found(view: dict, method: str, score: float) -> dict:
+    return {
+        "benchmark": view["benchmark"],
+        "item": view["item"],
+        "view": view["view"],
+        "method": method,
+        "kind": view["kind"],
+        "score": round(score, 4),
+    }
 
 
 def _also(index: ix.Index, views: np.ndarray, scores: np.ndarray, item: str) -> list[dict]:

@@ -57,6 +57,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import orjson
+from bench_clean import SFT_FILES
 from shared_data import SHARED_DATA, read_json, read_jsonl
 
 BENCH = SHARED_DATA / "benchmarks"
@@ -71,16 +72,6 @@ CATEGORIES = (
     "numbers_changed",
     "light_paraphrase",
 )
-SFT_FILES = {
-    "alpaca": "alpaca/alpaca_data_subset5000.json",
-    "alpaca_gpt4": "alpaca_gpt4_sample/alpaca_en_demo.json",
-    "lima": "lima/lima.json.gz",
-    "codealpaca": "codealpaca/code_alpaca_2k.json",
-    "gpteacher_codegen": "gpteacher/codegen-instruct.json.gz",
-    "gpteacher_roleplay": "gpteacher/roleplay-simple-deduped-roleplay-instruct.json.gz",
-    "gpteacher_toolformer": "gpteacher/toolformer-dedupe-only-dataset.json.gz",
-    "sharegpt": "sharegpt/dummy_conversation.json",
-}
 MIN_ITEM_WORDS = 20
 MIN_HOST_WORDS = 60
 LETTERS = "ABCD"
