@@ -29,7 +29,7 @@ import hashlib
 import io
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -61,9 +61,7 @@ class Benchmark:
     items: list[Item]
     source: str  # where the rows came from
     split: str | None
-    digest: str  # the source's fingerprint: part of the index cache key
     rows: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def _join(*parts: str | None) -> str:
@@ -289,7 +287,7 @@ def load(spec: BenchmarkSpec, source: Source | None = None) -> Benchmark:
             item.id = f"{spec.name}/{row[spec.id_field]}"
         items.append(item)
     where = str(paths[0]) if len(paths) == 1 else f"{paths[0].parent} ({len(paths)} files)"
-    return Benchmark(spec.name, items, where, split, source.fingerprint, len(rows))
+    return Benchmark(spec.name, items, where, split, len(rows))
 
 
 def _field(row: dict, dotted: str) -> str:

@@ -36,6 +36,7 @@ from factory import shards
 from stages.decontam import benchmarks as bm
 from stages.decontam.benchmarks import CODE, TEXT, Benchmark, Source
 from stages.decontam.ngrams import STOP_WORDS, Grams, Short, code_grams, text_grams
+from stages.dedup.code_tokens import code_tokens
 
 log = logging.getLogger("factory")
 
@@ -82,8 +83,6 @@ KEEP_NAMES = frozenset(n.encode() for n in dir(builtins) if not n.startswith("_"
 def code_tokens_of(text: str, language: str) -> list[str]:
     """Tokens of code in `language` (parsed with its grammar, no detection: one parse), builtins and attributes
     kept as written."""
-    from stages.dedup.code_tokens import code_tokens
-
     return code_tokens(text, language, keep=KEEP_NAMES, attributes=True)[0]
 
 

@@ -17,6 +17,7 @@ Memory: a batch's words as numpy arrays (about 40 bytes per word), nothing kept 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -74,7 +75,9 @@ class Short:
     first_words: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))  # sorted
 
 
-def _stop_hashes() -> np.ndarray:
+@functools.cache
+def stop_hashes() -> np.ndarray:
+    """The sorted hashes of the stop words and of `0` (words that are not content)."""
     words = _words_of(pa.array([" ".join(STOP_WORDS + ["0"])]))[0]
     return np.unique(words.hashes)
 
@@ -95,16 +98,6 @@ def _words_of(values: pa.Array) -> tuple[Words, np.ndarray, np.ndarray]:
     seq = offsets_after(offsets, starts, ends)
     fb, fs, fe = _fold_digits(b, starts, ends)
     return _words(fb, fs, fe, seq), starts, ends
-
-
-_STOP: np.ndarray | None = None
-
-
-def stop_hashes() -> np.ndarray:
-    global _STOP
-    if _STOP is None:
-        _STOP = _stop_hashes()
-    return _STOP
 
 
 def windows(
@@ -129,8 +122,8 @@ def windows(
     whole = lengths[seq_of] < n  # a sequence shorter than n is one window
     starts = [np.flatnonzero((i + n <= words.ends[seq_of]) | ((i == words.starts[seq_of]) & whole))]
     widths = [np.where(whole[starts[0]], lengths[seq_of[starts[0]]], n)]
+    key = first_pair(hashes, words.ends[seq_of])
     if short is not None and short.widths and len(short.first_words):
-        key = first_pair(hashes, words.ends[seq_of])
         pos = np.minimum(np.searchsorted(short.first_words, key), len(short.first_words) - 1)
         cand = np.flatnonzero(short.first_words[pos] == key)
     else:
@@ -148,7 +141,7 @@ def windows(
     with np.errstate(over="ignore"):
         prefix = np.concatenate(([U64(0)], np.cumsum(hashes * pow_[:m])))
         h = mix64((prefix[idx + width] - prefix[idx]) * ipow[idx] + width.astype(U64) * _K[1])
-    return Grams(h, seq_of[idx], idx, width, first_pair(hashes, words.ends[seq_of])[idx])
+    return Grams(h, seq_of[idx], idx, width, key[idx])
 
 
 def first_pair(hashes: np.ndarray, end_of: np.ndarray) -> np.ndarray:
@@ -182,7 +175,7 @@ def code_grams(token_lists: list[list[str]], n: int) -> Grams:
         z = np.zeros(0, dtype=np.int64)
         return Grams(np.zeros(0, dtype=U64), z, z, z)
     ident = np.array([int(t[1:]) if _IDENT.fullmatch(t) else -1 for t in flat], dtype=np.int64)
-    tok = _token_hashes(flat)
+    tok = _token_hashes([t if i < 0 else "v" for t, i in zip(flat, ident.tolist(), strict=True)])
     ends = np.cumsum(lengths)
     seq_of = np.repeat(np.arange(len(lengths)), lengths)
     end_of = ends[seq_of]
@@ -207,9 +200,9 @@ def code_grams(token_lists: list[list[str]], n: int) -> Grams:
 
 
 def _token_hashes(tokens: list[str]) -> np.ndarray:
-    """One 64-bit hash per token (identifiers all hash as `v`: their identity is the window-local number)."""
-    flat = ["v" if _IDENT.fullmatch(t) else t for t in tokens]
-    words = word_hashes(pa.array([" ".join(flat)], pa.string()), text=False, fold_digits=False)
+    """One 64-bit hash per token (the caller spells every identifier `v`: its identity is the window-local
+    number)."""
+    words = word_hashes(pa.array([" ".join(tokens)], pa.string()), text=False, fold_digits=False)
     return words.hashes
 
 
