@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/factory run clean dedup decontam -c configs/demo.yaml
+	$(VENV)/bin/factory run clean dedup decontam mix -c configs/demo.yaml
+	$(VENV)/bin/factory report runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

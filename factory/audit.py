@@ -33,6 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from factory.errors import UserError
+from factory.runner import existing_run_dir
 
 log = logging.getLogger("factory")
 
@@ -94,11 +95,7 @@ class DecontamRun:
 
 def load_run(run_dir: str | Path) -> DecontamRun:
     """Check that RUN_DIR holds a finished decontam stage; UserError (exit 2) naming what is missing if not."""
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
-        raise UserError(f"run directory {run_dir} does not exist")
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir} is not a run directory")
+    run_dir = existing_run_dir(run_dir)
     stage_dir = run_dir / STAGE
     hint = f"run `factory run ... {STAGE} -c CONFIG` first"
     if not stage_dir.is_dir():

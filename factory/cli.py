@@ -80,8 +80,42 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--executor", choices=["local", "ray"], help="where shards run (default: the config's, local)"
     )
+    _add_report_parser(sub)
     _add_audit_parser(sub)
     return parser
+
+
+REPORT_HELP = """\
+Write the data-quality report of RUN_DIR to RUN_DIR/report/: index.html (one self-contained page: no
+network needed to view it) and summary.json (the same figures), and print a summary. Read with duckdb straight
+from the run's shards, rejects and manifests:
+  funnel            records in, out and rejected per stage; unfinished and missing stages named
+  rejects           per stage and reason, with the first few examples (record text and detail)
+  lengths           instruction (user) and response (assistant) tokens, before (ingest) and after (the last
+                    stage before mix), and user turns per conversation
+  sources           the mixture by source before and after, and mix's planned and achieved mixture
+  stage figures     dedup cluster sizes, PII entities by type, contamination per benchmark, synth requests,
+                    cache hits and tokens, mix format, splits and copies (for the stages that ran)
+--json prints summary.json's content instead of the summary. Works on a partial run.
+"""
+
+REPORT_EXAMPLES = """\
+examples:
+  factory report runs/demo                      # writes runs/demo/report/index.html, prints the summary
+  factory report runs/demo --json | jq '.rejects[] | {stage, reason, records}'
+"""
+
+
+def _add_report_parser(sub) -> None:
+    report = sub.add_parser(
+        "report",
+        help="write RUN_DIR/report/index.html and summary.json: funnel, rejects, lengths, sources",
+        description=REPORT_HELP,
+        epilog=REPORT_EXAMPLES + "\n" + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (any stages done so far)")
+    report.add_argument("--json", action="store_true", help="print the summary as one JSON document")
 
 
 AUDIT_HELP = """\
@@ -136,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args, console)
+        if args.command == "report":
+            return _report(args)
         if args.command == "audit":
             return _audit(args)
         return EXIT_USER
@@ -156,6 +192,13 @@ def main(argv: list[str] | None = None) -> int:
                 soft_wrap=True,
             )
         return EXIT_INTERNAL
+
+
+def _report(args: argparse.Namespace) -> int:
+    from factory.report import report
+
+    report(args.run_dir, as_json=args.json)
+    return EXIT_OK
 
 
 def _audit(args: argparse.Namespace) -> int:

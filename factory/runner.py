@@ -93,8 +93,18 @@ def run_shard(task: ShardTask) -> dict:
     n_out, n_rej = result.kept.num_rows, result.rejected.num_rows
     if n_in != n_out + n_rej:
         raise RuntimeError(f"{task.stage}/{task.name}: {n_in} in != {n_out} out + {n_rej} rejected")
-    out_path = stage_dir / task.name
-    shards.write_table(result.kept, out_path)
+    if result.outputs is None:
+        out_path = stage_dir / task.name
+        shards.write_table(result.kept, out_path)
+        digest = shards.file_digest(out_path)
+    else:
+        digests = []
+        for folder, table in sorted(result.outputs.items()):
+            if table.num_rows:
+                path = stage_dir / folder / task.name
+                shards.write_table(table, path)
+                digests.append(f"{folder}:{shards.file_digest(path)}")
+        digest = hashlib.blake2b("\n".join(digests).encode(), digest_size=16).hexdigest()
     shards.write_table(result.rejected, stage_dir / REJECTS / task.name)
     by_reason: dict[str, int] = {}
     for reason in result.rejected.column("reason").to_pylist():
@@ -105,7 +115,7 @@ def run_shard(task: ShardTask) -> dict:
         "in": n_in,
         "rejected": n_rej,
         "rejected_by_reason": by_reason,
-        "digest": shards.file_digest(out_path),
+        "digest": digest,
         "counters": result.counters,
     }
     shards.write_json(marker, stage_dir / MARKERS / (task.name + ".json"))
@@ -131,6 +141,16 @@ def prepare_run_dir(path: str | Path) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"run_dir {run_dir}: cannot create: {exc.strerror or exc}") from None
+    return run_dir
+
+
+def existing_run_dir(path: str | Path) -> Path:
+    """A run directory that must already exist (report, audit); UserError (exit 2) when it does not."""
+    run_dir = Path(path)
+    if not run_dir.exists():
+        raise UserError(f"run directory {run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a run directory")
     return run_dir
 
 
@@ -268,8 +288,15 @@ def _run_stage(
             )
             return stage.prepare(ctx)
 
-    finish = getattr(stage, "finish", None) or (lambda merged: merged)
-    manifest = _execute(name, stage_dir, config, chash, fp, total, tasks, finish, opts, executor, prepare)
+    stage_finish = getattr(stage, "finish", None) or (lambda merged: merged)
+
+    def finish(merged: dict) -> dict:
+        return {"upstream": upstream["stage"], **stage_finish(merged)}
+
+    publish = getattr(stage, "publish", None)
+    manifest = _execute(
+        name, stage_dir, config, chash, fp, total, tasks, finish, opts, executor, prepare, publish
+    )
     work = stage_dir / WORK
     if work.exists() and not getattr(stage, "keep_work", False):
         shutil.rmtree(work)
@@ -296,6 +323,7 @@ def _execute(
     opts: RunOptions,
     executor: LocalExecutor,
     prepare: Callable[[], dict] | None = None,
+    publish: Callable[[dict, Path], None] | None = None,
 ) -> dict:
     manifest_path = stage_dir / "manifest.json"
     old = shards.read_json(manifest_path)
@@ -361,6 +389,8 @@ def _execute(
         **extra(merged),
         **figures,
     }
+    if publish is not None:
+        publish(manifest, stage_dir)
     shards.write_json(manifest, manifest_path)
     log.info("%s", funnel_line(manifest))
     return manifest

@@ -65,6 +65,31 @@ def write_json(obj: object, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def write_text(text: str, path: Path) -> None:
+    """Write a UTF-8 text file atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_npz(path: Path, **arrays) -> None:
+    """Write numpy arrays to one .npz file atomically."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def read_json(path: Path) -> dict | None:
     try:
         return orjson.loads(path.read_bytes())

@@ -10,6 +10,13 @@ before mapping the undone shards, and puts the dict it returns into the manifest
 `ctx.work_dir` (RUN_DIR/<stage>/_work), where `process` finds it again through `ShardContext.work_dir`; the runner
 deletes that folder when the stage is done unless the stage's `keep_work` is true. `prepare` must be resumable
 itself (skip the pieces of work whose outputs exist), since it runs again when a cut-off stage resumes.
+
+A stage whose output is not canonical records (`mix`: Alpaca or ShareGPT rows in `train/` and `validation/`)
+returns them in `ShardResult.outputs`, by folder name; the runner then writes `<stage>/<folder>/<shard>` for each
+non-empty table instead of the canonical `kept` table, which still says which input records were kept (the
+`in == out + rejected` count). Two optional hooks finish a stage: `finish(counters) -> dict` turns the summed
+counters into the manifest's stage-specific figures, and `publish(manifest, stage_dir)` writes files that
+describe the whole stage (mix's dataset card) before the manifest is marked done.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ class ShardResult:
     kept: pa.Table
     rejected: pa.Table
     counters: Counters = field(default_factory=dict)
+    outputs: dict[str, pa.Table] | None = None  # folder -> rows written instead of `kept` (see above)
 
     @classmethod
     def from_rows(

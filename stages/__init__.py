@@ -3,9 +3,11 @@
 from stages.clean.stage import CleanStage
 from stages.decontam.stage import DecontamStage
 from stages.dedup.stage import DedupStage
+from stages.mix.stage import MixStage
 
 STAGES = {
     "clean": CleanStage,
     "dedup": DedupStage,
     "decontam": DecontamStage,
+    "mix": MixStage,
 }

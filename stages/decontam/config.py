@@ -86,6 +86,11 @@ class EmbeddingConfig(Section):
     )
     top_k: int = Field(default=1, ge=1, description="Nearest benchmark items looked at per record.")
     batch_size: int = Field(default=64, ge=1, description="Texts encoded at once.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="Where the model runs: `auto` is the GPU when torch sees one (each worker process then "
+        "uses it too), else the CPU.",
+    )
 
 
 class DecontamConfig(Section):

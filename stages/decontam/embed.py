@@ -135,6 +135,10 @@ class Embedder:
             ) from None
         self._torch = torch
         self.batch_size = batch_size
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device == "cuda" and not torch.cuda.is_available():
+            raise UserError("embedding.device is cuda but torch sees no GPU: use auto or cpu")
         self.device = device
         self.bf16 = bf16
         self.threads = threads or len(os.sched_getaffinity(0))

@@ -41,9 +41,9 @@ def item_views(index: ix.Index) -> np.ndarray:
 def embedder(cfg: EmbeddingConfig, threads: int | None = None):
     from stages.decontam.embed import Embedder
 
-    key = (cfg.model, cfg.batch_size, threads)
+    key = (cfg.model, cfg.batch_size, threads, cfg.device)
     if key not in _MODELS:
-        _MODELS[key] = Embedder(cfg.model, batch_size=cfg.batch_size, threads=threads)
+        _MODELS[key] = Embedder(cfg.model, batch_size=cfg.batch_size, threads=threads, device=cfg.device)
     return _MODELS[key]
 
 

@@ -1,12 +1,17 @@
-"""Reading the public data of ../shared/data for the benchmarks: JSON arrays and JSON Lines, plain or gzipped."""
+"""Reading the public data of ../shared/data for the benchmarks: JSON arrays and JSON Lines, plain or gzipped.
+
+$FACTORY_SHARED_DATA names another copy of that folder (a machine where the checkout has no ../shared beside it)."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED_DATA = Path(
+    os.environ.get("FACTORY_SHARED_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data"
+)
 
 
 def _open(path: Path):

@@ -15,6 +15,7 @@ def test_demo_recipe(tmp_path, monkeypatch):
             "clean",
             "dedup",
             "decontam",
+            "mix",
             "-c",
             "configs/demo.yaml",
             "--run-dir",
@@ -24,7 +25,7 @@ def test_demo_recipe(tmp_path, monkeypatch):
     )
 
     _, ingest_rejects, ingest = read_stage(tmp_path / "demo", "ingest")
-    assert ingest["counts"] == {"in": 698, "out": 694, "rejected": 4}
+    assert ingest["counts"] == {"in": 3398, "out": 3394, "rejected": 4}
     assert {r["reason"]: r["origin"] for r in ingest_rejects} == {
         "malformed_json": "data/samples/messy.jsonl:7",
         "bad_encoding": "data/samples/messy.jsonl:8",
@@ -33,8 +34,10 @@ def test_demo_recipe(tmp_path, monkeypatch):
     }
     assert [(i["format"], i["format_detected"]) for i in ingest["inputs"]] == [
         ("alpaca", False),
+        ("alpaca", False),
         ("sharegpt", True),
         ("messages", False),
+        ("alpaca", False),
         ("alpaca", True),
         ("messages", False),
         ("messages", False),
@@ -42,7 +45,7 @@ def test_demo_recipe(tmp_path, monkeypatch):
 
     records, rejects, clean = read_stage(tmp_path / "demo", "clean")
     c = clean["counts"]
-    assert c["in"] == 694 and c["in"] == c["out"] + c["rejected"]
+    assert c["in"] == 3394 and c["in"] == c["out"] + c["rejected"]
     messy = {r["origin"].rsplit(":", 1)[1]: r for r in rejects if "messy" in r["origin"]}
     assert {line: r["reason"] for line, r in messy.items()} == {
         "5": "too_short",
@@ -99,5 +102,17 @@ def test_demo_recipe(tmp_path, monkeypatch):
         "data/samples/contaminated.jsonl:1": "gsm8k/test/5",
         "data/samples/contaminated.jsonl:2": "HumanEval/2",
         "data/samples/contaminated.jsonl:3": "mmlu/high_school_biology/10",
+        # a real one: this GSM8K train problem is test item 602 with other numbers ("A train travels 360
+        # miles in 3 hours..." / "A plane travels 1200 miles in 3 hours..."), same wording and reasoning
+        "data/samples/math.jsonl:687": "gsm8k/test/602",
     }
-    assert decontam["decontam"]["benchmarks"]["gsm8k"]["records_removed"] == 1
+    assert decontam["decontam"]["benchmarks"]["gsm8k"]["records_removed"] == 2
+
+    # mix: 2,000 records, 50/40/10 general/code/math, of what decontam kept; split, described, nothing lost
+    _, dropped, mix = read_stage(tmp_path / "demo", "mix")
+    m = mix["counts"]
+    assert m["in"] == t["out"] and m["in"] == m["out"] + m["rejected"] == m["out"] + len(dropped)
+    assert mix["mixture"]["achieved"] == {"code": 800, "general": 1000, "math": 200}
+    assert mix["split"] == {"train": 1900, "validation": 100}
+    card = (tmp_path / "demo" / "mix" / "README.md").read_text()
+    assert "| gsm8k | 1,319 | 2 | 2 |" in card and "| decontam | 3,273 |" in card

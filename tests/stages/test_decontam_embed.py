@@ -141,3 +141,11 @@ def test_paraphrase_is_closer_to_its_original(embedder):
     idx, scores = top_matches(emb[:1], emb[1:], 2)
     assert idx[0].tolist() == [0, 1]
     assert scores[0, 0] > 0.9 > 0.3 > scores[0, 1]
+
+
+def test_device_auto_is_the_cpu_here_and_cuda_without_a_gpu_is_a_user_error(embedder, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert Embedder("all-MiniLM-L6-v2", threads=1, device="auto").device == "cpu"
+    with pytest.raises(UserError, match="no GPU"):
+        Embedder("all-MiniLM-L6-v2", threads=1, device="cuda")
