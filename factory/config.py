@@ -86,7 +86,14 @@ def build_config_model(stage_sections: dict[str, type[Section]]) -> type[Section
         "Config",
         __base__=Section,
         run_dir=(str, Field(description="The run directory: one folder per stage.")),
-        inputs=(list[InputSpec], Field(min_length=1, description="Where records come from.")),
+        inputs=(
+            list[InputSpec],
+            Field(
+                default_factory=list,
+                description="Where records come from (may be empty only when `synth` generates the records "
+                "from its own seeds).",
+            ),
+        ),
         stages=(stages_model, Field(default_factory=stages_model, description="One section per stage.")),
         executor=(Literal["local", "ray"], Field(default="local", description="Where shards are processed.")),
         workers=(int | None, Field(default=None, ge=1, description="Worker processes (default: all cores).")),
@@ -170,8 +177,9 @@ def _model_of(annotation: Any) -> Any:
     return None
 
 
-def config_hash(section: BaseModel, exclude: set[str] | None = None) -> str:
-    """A short stable hash of the fields of a section that affect results."""
+def config_hash(section: BaseModel, exclude: set[str] | dict | None = None) -> str:
+    """A short stable hash of the fields of a section that affect results (`exclude`: fields that do not, as
+    pydantic's `model_dump` takes them: a set of names, or a dict for nested sections)."""
     data = section.model_dump(mode="json", exclude=exclude or set())
     return hashlib.blake2b(orjson.dumps(data, option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()
 

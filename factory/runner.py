@@ -45,7 +45,7 @@ from factory import ingest, shards
 from factory.config import Section, config_hash
 from factory.errors import StrictError, UserError
 from factory.executors.local import LocalExecutor
-from factory.stage import InputShard, PrepareContext, ShardContext, Stage, merge_counters
+from factory.stage import GENERATED, InputShard, PrepareContext, ShardContext, Stage, merge_counters
 
 log = logging.getLogger("factory")
 
@@ -171,6 +171,12 @@ def plan(stage_names: list[str], registry: dict[str, type]) -> list[str]:
 
 def run(cfg: Section, stage_names: list[str], registry: dict[str, type], opts: RunOptions) -> list[dict]:
     """Run the named stages over cfg.run_dir; returns their manifests."""
+    if not cfg.inputs and "synth" not in stage_names:
+        raise UserError("inputs: empty: name at least one input file (only a run with synth can do without)")
+    for name in stage_names:  # settings a stage needs only when it runs: fail before any work is done
+        check = getattr(registry.get(name), "check", None)
+        if check is not None:
+            check(getattr(cfg.stages, name))
     run_dir = prepare_run_dir(cfg.run_dir)
     for name in opts.force:
         if name not in ("ingest", *registry):
@@ -252,26 +258,27 @@ def _run_stage(
 ) -> dict:
     up_dir = run_dir / upstream["stage"]
     stage_dir = run_dir / name
-    chash = config_hash(section) + f"-v{getattr(cls, 'version', 1)}"
+    chash = config_hash(section, getattr(cls, "hash_exclude", None)) + f"-v{getattr(cls, 'version', 1)}"
     fp = hashlib.blake2b(
         orjson.dumps([upstream["stage"], [(s["name"], s["digest"]) for s in upstream["shards"]]]),
         digest_size=12,
     ).hexdigest()
     config = section.model_dump(mode="json")
 
+    generates = getattr(cls, "generates", False)
+
     def tasks(done: set[str]) -> Iterator[ShardTask]:
-        for shard in upstream["shards"]:
-            if shard["name"] not in done:
+        if generates:  # listed after prepare() made them
+            paths = shards.list_shards(stage_dir / WORK / GENERATED)
+        else:
+            paths = [up_dir / shard["name"] for shard in upstream["shards"]]
+        for path in paths:
+            if path.name not in done:
                 yield ShardTask(
-                    name,
-                    str(stage_dir),
-                    shard["name"],
-                    input_path=str(up_dir / shard["name"]),
-                    stage_cls=cls,
-                    config=config,
+                    name, str(stage_dir), path.name, input_path=str(path), stage_cls=cls, config=config
                 )
 
-    total = upstream["counts"]["out"]
+    total = None if generates else upstream["counts"]["out"]
     prepare = None
     stage = None
     if hasattr(cls, "prepare"):

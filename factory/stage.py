@@ -17,6 +17,10 @@ non-empty table instead of the canonical `kept` table, which still says which in
 `in == out + rejected` count). Two optional hooks finish a stage: `finish(counters) -> dict` turns the summed
 counters into the manifest's stage-specific figures, and `publish(manifest, stage_dir)` writes files that
 describe the whole stage (mix's dataset card) before the manifest is marked done.
+
+A generating stage (`synth`, class attribute `generates = True`) makes its records in `prepare`, writing them as
+shards (records and rejects in one table, `reason` null for a record) into `ctx.work_dir / GENERATED`; the runner
+then maps those shards through `process` instead of the upstream ones.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from factory.config import Section
 from factory.records import RECORD_SCHEMA, REJECT_SCHEMA
 
 Counters = dict[str, Any]  # name -> int, or name -> Counters
+GENERATED = "generated"  # the work folder a generating stage writes its shards to
 
 
 @dataclass

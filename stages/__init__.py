@@ -4,8 +4,10 @@ from stages.clean.stage import CleanStage
 from stages.decontam.stage import DecontamStage
 from stages.dedup.stage import DedupStage
 from stages.mix.stage import MixStage
+from stages.synth.stage import SynthStage
 
 STAGES = {
+    "synth": SynthStage,
     "clean": CleanStage,
     "dedup": DedupStage,
     "decontam": DecontamStage,

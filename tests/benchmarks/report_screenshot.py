@@ -1,7 +1,7 @@
 """Manual check of `factory report`'s page: build the report of a run and screenshot index.html in headless
 Chromium. Prints one JSON line: the PNG's path, the page size, the browser used, and the report's build time.
 
-Without RUN_DIR it runs the demo recipe first (`factory run clean dedup decontam -c configs/demo.yaml`,
+Without RUN_DIR it runs the demo recipe first (`factory run clean dedup decontam mix -c configs/demo.yaml`,
 skipped when up to date) and reports runs/demo. The browser is the first found of `chromium`,
 `chromium-browser`, `google-chrome`, `google-chrome-stable`, `chromium-headless-shell`, `headless_shell` on
 PATH, or Playwright's bundled Chromium in ~/.cache/ms-playwright; with none, the JSON line says so and no PNG
@@ -103,6 +103,7 @@ def main() -> None:
             "clean",
             "dedup",
             "decontam",
+            "mix",
             "-c",
             "configs/demo.yaml",
         ]

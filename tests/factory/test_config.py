@@ -64,9 +64,16 @@ def test_missing_required_keys(tmp_path):
     with pytest.raises(ConfigError) as err:
         load(tmp_path, "inputs: [{path: a}]\n")
     assert "missing required key `run_dir`" in str(err.value)
-    with pytest.raises(ConfigError) as err:
-        load(tmp_path, "run_dir: r\ninputs: []\n")
-    assert "inputs" in str(err.value)
+
+
+def test_empty_inputs_are_refused_unless_synth_runs(tmp_path, capsys):
+    from tests.conftest import run_cli
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"run_dir: {tmp_path / 'run'}\ninputs: []\n")
+    assert run_cli("run", "clean", "-c", str(cfg)) == 2
+    assert "inputs: empty" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "ingest").exists()
 
 
 def test_invalid_yaml_names_line(tmp_path):

@@ -1,0 +1,146 @@
+"""The transformers backend: a local model folder run in-process, prompts batched through `generate`.
+
+The folder is loaded with `local_files_only=True` (nothing is downloaded). Each prompt is the tokenizer's chat
+template with the generation prompt appended; prompts are padded on the left, so every row of a batch ends where
+its generation starts. Requests are grouped by their sampling parameters (one `generate` call takes one set) and,
+within a group, sorted by prompt length so that a batch pads little; results still come back in request order.
+`n` choices are `num_return_sequences` (a greedy request, temperature 0, decodes once and repeats the text).
+Only the new tokens are decoded; a choice ends at the first EOS token. `stop` strings are cut from the decoded
+text afterwards, as OpenAI does (generation itself runs on to EOS or max_tokens: transformers' `stop_strings`
+needs tokenizer internals that not every tokenizer has). Prompt tokens count once per request, completion tokens
+per choice, every generated token included.
+
+A batch is seeded with `torch.manual_seed(seed of its first request)`, so a run is reproducible for the same
+requests and `batch_size`, though one request's sample depends on the batch it landed in. The cache key does not
+know this: a cached answer is reused whatever batch it came from, which is what resuming wants.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from factory.errors import UserError
+from factory.llm.cache import ResponseCache
+from factory.llm.client import BaseClient, ChatRequest, ChatResult, defaults_of
+from factory.llm.config import BackendConfig
+
+log = logging.getLogger("factory")
+
+
+class TransformersClient(BaseClient):
+    def __init__(self, cfg: BackendConfig, cache: ResponseCache | None) -> None:
+        folder = Path(cfg.model)
+        if not (folder / "config.json").is_file():
+            raise UserError(
+                f"backend.model: {cfg.model} is not a local model folder (no config.json); the transformers "
+                "backend loads a folder written by save_pretrained and never downloads"
+            )
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError:
+            raise UserError(
+                "backend.kind transformers needs torch and transformers (pip install -e '.[embed]')"
+            ) from None
+        super().__init__(str(cfg.model), defaults_of(cfg), cache)
+        self.cfg = cfg
+        self._torch = torch
+        use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise UserError("backend.device: cuda asked for, but torch sees no CUDA device")
+        self.device = "cuda" if use_cuda else "cpu"
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise UserError(f"backend.model: the tokenizer in {cfg.model} has no chat template")
+        self.model_obj = AutoModelForCausalLM.from_pretrained(
+            folder, local_files_only=True, dtype="auto" if use_cuda else torch.float32
+        ).to(self.device)
+        self.model_obj.eval()
+        eos = self.model_obj.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self._eos = set(eos if isinstance(eos, list) else [eos]) - {None}
+
+    def _prompt(self, request: ChatRequest) -> str:
+        messages = [{"role": role, "content": content} for role, content in request.messages]
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def _run(self, todo: list[tuple[str, ChatRequest]], deliver: Callable[[ChatResult], None]) -> None:
+        groups: dict[str, list[tuple[str, ChatRequest, list[int]]]] = {}
+        for key, request in todo:
+            params = request.effective_params(self.defaults)
+            ids = self.tokenizer(self._prompt(request), add_special_tokens=False)["input_ids"]
+            shared = {k: v for k, v in params.items() if k != "seed"}
+            groups.setdefault(repr((sorted(shared.items()), request.n)), []).append((key, request, ids))
+        for items in groups.values():
+            items.sort(key=lambda item: len(item[2]))
+            for start in range(0, len(items), self.cfg.batch_size):
+                for result in self._generate(items[start : start + self.cfg.batch_size]):
+                    deliver(result)
+
+    def _generate(self, batch: list[tuple[str, ChatRequest, list[int]]]) -> list[ChatResult]:
+        torch = self._torch
+        request = batch[0][1]
+        params = request.effective_params(self.defaults)
+        n = request.n
+        sample = params.get("temperature", 0) > 0
+        if params.get("seed") is not None:
+            torch.manual_seed(params["seed"])
+        inputs = self.tokenizer.pad({"input_ids": [ids for _, _, ids in batch]}, return_tensors="pt").to(
+            self.device
+        )
+        kwargs = {
+            "max_new_tokens": params.get("max_tokens", 1024),
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if sample:
+            kwargs |= {
+                "do_sample": True,
+                "temperature": params["temperature"],
+                "top_p": params.get("top_p", 1.0),
+            }
+            kwargs["num_return_sequences"] = n
+        else:
+            kwargs["do_sample"] = False
+        stop = params.get("stop") or []
+        self._requests += len(batch)
+        with torch.inference_mode():
+            out = self.model_obj.generate(**inputs, **kwargs)
+        new = out[:, inputs["input_ids"].shape[1] :].tolist()
+        per_request = n if sample else 1
+        results = []
+        for b, (key, _, ids) in enumerate(batch):
+            texts, reasons, completion_tokens = [], [], 0
+            for row in new[b * per_request : (b + 1) * per_request]:
+                text, reason, used = self._decode(row, stop)
+                texts.append(text)
+                reasons.append(reason)
+                completion_tokens += used
+            if not sample:
+                texts, reasons, completion_tokens = texts * n, reasons * n, completion_tokens * n
+            results.append(
+                ChatResult(
+                    key,
+                    texts,
+                    prompt_tokens=len(ids),
+                    completion_tokens=completion_tokens,
+                    finish_reasons=reasons,
+                )
+            )
+        return results
+
+    def _decode(self, row: list[int], stop: list[str]) -> tuple[str, str, int]:
+        """(text, finish reason, tokens generated) of one sequence of new tokens."""
+        end = next((i for i, t in enumerate(row) if t in self._eos), None)
+        used = row if end is None else row[: end + 1]
+        text = self.tokenizer.decode(row[:end] if end is not None else row, skip_special_tokens=True)
+        reason = "length" if end is None else "stop"
+        cuts = [text.find(s) for s in stop if s in text]
+        if cuts:
+            text, reason = text[: min(cuts)], "stop"
+        return text, reason, len(used)
