@@ -32,6 +32,7 @@ import re
 from pathlib import Path
 
 from stages.synth import templates
+from stages.synth.templates import Messages, Verdict
 
 __all__ = [
     "DATA_FORMATS",
@@ -46,8 +47,6 @@ __all__ = [
     "parse_evolved",
 ]
 
-Messages = list[tuple[str, str]]
-Verdict = tuple[str, dict]
 
 DEPTH_OPERATIONS: tuple[str, ...] = (
     "add_constraints",

@@ -24,9 +24,9 @@ from factory.llm.client import ChatRequest, ChatResult, Client
 from stages.synth import evol_instruct, oss_instruct, self_instruct
 from stages.synth.config import SynthConfig
 from stages.synth.rouge import RougePool
+from stages.synth.templates import Messages
 
 DEFAULT_SEEDS = Path(__file__).resolve().parents[2] / "data" / "seeds" / "self_instruct_seed_tasks.jsonl"
-Messages = list[tuple[str, str]]
 
 
 def _request(messages: Messages) -> ChatRequest:

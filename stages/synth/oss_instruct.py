@@ -24,10 +24,10 @@ import re
 from pathlib import Path
 
 from stages.synth import templates
+from stages.synth.templates import Messages
 
 __all__ = ["UNKNOWN", "extract_snippets", "language_of", "oss_prompt", "parse_problem_solution"]
 
-Messages = list[tuple[str, str]]
 UNKNOWN = "unknown"
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from stages.synth import templates
 from stages.synth.rouge import RougePool
+from stages.synth.templates import Messages, Verdict
 
 __all__ = [
     "KEYWORDS",
@@ -47,8 +48,6 @@ __all__ = [
     "sample_prompt_instructions",
 ]
 
-Messages = list[tuple[str, str]]
-Verdict = tuple[str, dict]
 
 KEYWORDS: tuple[str, ...] = (
     # Self-Instruct, bootstrap_instructions.py

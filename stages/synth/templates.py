@@ -35,6 +35,9 @@ from pathlib import Path
 
 from factory.errors import UserError
 
+Messages = list[tuple[str, str]]  # a prompt: (role, content) pairs, what every method builds
+Verdict = tuple[str, dict]  # a filter's rejection: (reason, detail)
+
 BUILTIN_DIR = Path(__file__).resolve().parent / "templates"
 
 # {{name}} (an escaped literal) or {name} (a placeholder); any other brace is plain text.
