@@ -4,7 +4,8 @@ Owns the figures of a run as a whole, gathered from what the stages left in RUN_
 - the funnel: records in, out and rejected per stage (manifests; a stage still `running` is counted from its
   per-shard markers and shown as unfinished), and which stages of the pipeline are missing;
 - rejects by reason per stage with the first few examples of each (a snippet of the record and its `detail`);
-- two profiles of the canonical records, "before" (the first finished stage: ingest, or synth) and "after"
+- two profiles of the canonical records, "before" (the first finished stage: ingest, or synth when it ran:
+  ingest then only held synth's seeds) and "after"
   (the last finished stage before `mix`): instruction (user turns) and response (assistant turns) lengths in
   tokens (`factory.tokens`, the count `mix` uses), user turns per conversation, records and tokens per source;
 - the stage-specific figures of the manifests: dedup cluster sizes, PII entities by type, contamination per
@@ -466,6 +467,8 @@ def build_summary(run: ReportRun) -> dict:
     canonical = [
         s for s in run.canonical if s.shard_files or (s.manifest.get("counts") or {}).get("out") == 0
     ]
+    if any(s.name == "synth" for s in canonical):  # synth's records are the run's records; ingest held its seeds
+        canonical = [s for s in canonical if s.name != "ingest"]
     before = query_profile(run, canonical[0]) if canonical else None
     after = None
     if len(canonical) > 1:

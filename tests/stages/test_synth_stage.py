@@ -137,6 +137,11 @@ def test_evol_instruct_evolves_the_inputs(tmp_path):
     assert all(m["operation"] for m in metas)
     # clean reads synth's records, not the ingested seeds
     assert read_stage(tmp_path / "run", "clean")[2]["counts"]["in"] == 10
+    # and the report profiles synth's records as "before", not the seeds
+    from factory import report
+
+    summary = report.build_summary(report.load_run(tmp_path / "run"))
+    assert summary["before"]["stage"] == "synth" and summary["before"]["records"] == 10
 
 
 def test_oss_instruct_turns_code_into_problems(tmp_path):
