@@ -467,7 +467,9 @@ def build_summary(run: ReportRun) -> dict:
     canonical = [
         s for s in run.canonical if s.shard_files or (s.manifest.get("counts") or {}).get("out") == 0
     ]
-    if any(s.name == "synth" for s in canonical):  # synth's records are the run's records; ingest held its seeds
+    if any(
+        s.name == "synth" for s in canonical
+    ):  # synth's records are the run's records; ingest held its seeds
         canonical = [s for s in canonical if s.name != "ingest"]
     before = query_profile(run, canonical[0]) if canonical else None
     after = None

@@ -29,6 +29,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from factory.config import Section
+from factory.llm.config import BackendConfig
 from stages.clean.code import LanguageName
 
 BUILTIN = ("humaneval", "mbpp", "gsm8k", "mmlu", "math", "arc", "truthfulqa")
@@ -93,8 +94,44 @@ class EmbeddingConfig(Section):
     )
 
 
+class JudgeConfig(Section):
+    """An LLM asked whether a flagged record and its benchmark item are the same question (off by default)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Ask a chat model about each candidate (LMSYS llm-decontaminator's second step); a record "
+        "it judges not the same as its item is kept.",
+    )
+    backend: BackendConfig | None = Field(
+        default=None,
+        description="The model asked, as synth's backend (an OpenAI-compatible endpoint or a local model). "
+        "Required when enabled. Its sampling settings apply (temperature 0 makes verdicts repeatable).",
+    )
+    applies_to: Literal["embedding", "all"] = Field(
+        default="embedding",
+        description="`embedding`: only records flagged by embedding similarity are asked about (an n-gram hit "
+        "is evidence enough); `all`: n-gram hits too.",
+    )
+    max_chars: int = Field(
+        default=4000,
+        ge=200,
+        description="The record's text and the item's text are each cut to this many characters in the prompt.",
+    )
+    cache: str | None = Field(
+        default=None,
+        description="SQLite response cache, so that a re-run never pays twice (default: "
+        "RUN_DIR/_cache/llm.sqlite, shared with synth).",
+    )
+
+    @model_validator(mode="after")
+    def _needs_backend(self) -> JudgeConfig:
+        if self.enabled and self.backend is None:
+            raise ValueError("`backend` is required when the judge is enabled (kind, model, base_url)")
+        return self
+
+
 class DecontamConfig(Section):
-    """Benchmark decontamination by n-gram overlap (and optionally embeddings)."""
+    """Benchmark decontamination by n-gram overlap (and optionally embeddings and an LLM judge)."""
 
     benchmarks: list[str | BenchmarkSpec] = Field(
         default_factory=lambda: list(DEFAULT_BENCHMARKS),
@@ -146,6 +183,7 @@ class DecontamConfig(Section):
         "$XDG_CACHE_HOME/factory/decontam, else ~/.cache/factory/decontam).",
     )
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig, description="Paraphrase detection.")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="LLM check of the candidates.")
 
     @model_validator(mode="after")
     def _specs(self) -> DecontamConfig:
@@ -161,6 +199,11 @@ class DecontamConfig(Section):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"benchmark listed twice: {', '.join(sorted(dup))}")
+        if self.judge.enabled and self.judge.applies_to == "embedding" and not self.embedding.enabled:
+            raise ValueError(
+                "judge.applies_to `embedding` asks about embedding candidates only: enable `embedding` too, "
+                "or set judge.applies_to: all"
+            )
         return self
 
     @property

@@ -11,8 +11,15 @@ found in the record, or of the record's n-grams found in the view: `direction` s
 (n-gram counts), ngrams (up to 10 matched passages of the record, 300 characters at most), spans (character offsets of the matched words
 in the record's text: its turns' contents joined by newlines), item_text and item_spans (the same for the
 protected text), also (other items over the threshold).
+With `judge.enabled` (`judge.py`), every embedding candidate (with `applies_to: all`, every n-gram hit too) is put
+to a chat model, one `complete_all` per shard: a record it judges not the same as its item is kept (counted as
+`overruled`); a confirmed one is removed with `method` `embedding+judge` (or `ngram+judge`) and `judge` {verdict,
+reply, model, cached} in its detail; a failed request or an unparseable reply leaves the first verdict (removed,
+`judge` with the error or the raw reply).
 Config: `stages.decontam` (`config.py`). Manifest (`decontam`): method, n, threshold, index (cache folder, built
-or reused, seconds) and per benchmark: items, split, source, n-grams, items hit, records removed, by item.
+or reused, seconds), embedding, judge (model, applies_to, cache, asked, confirmed, overruled, failed, unparsed,
+cache_hits, tokens, failures by kind, overruled_items) and per benchmark: items, split, source, n-grams, items
+hit, records removed, by item.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from factory import shards
+from factory.llm.config import RUNTIME_FIELDS
 from factory.records import REJECT_SCHEMA
-from factory.stage import PrepareContext, ShardContext, ShardResult, reject_row
+from factory.stage import PrepareContext, ShardContext, ShardResult, merge_counters, reject_row
 from stages.clean.code import tag_language
 from stages.clean.text import fenced_blocks
 from stages.decontam import benchmarks as bm
@@ -49,6 +57,8 @@ class DecontamStage:
     name: ClassVar[str] = "decontam"
     Config: ClassVar[type[DecontamConfig]] = DecontamConfig
     version: ClassVar[int] = 1
+    # how the judge's requests are sent, not what comes back: tuning them does not redo a finished decontam
+    hash_exclude: ClassVar[dict] = {"judge": {"cache": True, "backend": set(RUNTIME_FIELDS)}}
 
     def __init__(self, config: DecontamConfig):
         self.config = config
@@ -80,6 +90,17 @@ class DecontamStage:
                 "seconds": round(time.perf_counter() - started, 2),
             }
             log.info("decontam: embeddings of %d items ready (%s s)", len(views), embedding["seconds"])
+        judge_figures = None
+        if cfg.judge.enabled:
+            from stages.decontam import judge
+
+            run_dir = ctx.work_dir.parent.parent
+            judge.check(cfg.judge, run_dir)
+            judge_figures = {
+                "model": cfg.judge.backend.model,
+                "applies_to": cfg.judge.applies_to,
+                "cache": str(judge.cache_path(cfg.judge, run_dir)),
+            }
         log.info(
             "decontam: %s n-grams of %s (%s), %d-word text and %d-token code n-grams, threshold %.2f",
             f"{meta['ngrams']:,}",
@@ -103,6 +124,7 @@ class DecontamStage:
                 "build_s": meta.get("build_s"),
             },
             "embedding": embedding,
+            "judge": judge_figures,
             "benchmarks": meta["benchmarks"],
         }
         return {}
@@ -110,7 +132,24 @@ class DecontamStage:
     def finish(self, merged: dict) -> dict:
         """The manifest's `decontam` figures: the index's, plus hits per benchmark summed over shards."""
         hits = merged.pop("contaminated", {})
+        judged = merged.pop("judge", {})
         out = dict(self._figures)
+        if out.get("judge") is not None:
+            from stages.decontam import judge
+
+            judge.close_all()
+            counts = merge_counters(judge.empty_counts(), judged)
+            out["judge"] = {**out["judge"], **counts}
+            log.info(
+                "decontam: judge asked %d (%d from the cache): %d confirmed, %d overruled (kept), %d failed, "
+                "%d unparsed",
+                counts["asked"],
+                counts["cache_hits"],
+                counts["confirmed"],
+                counts["overruled"],
+                counts["failed"],
+                counts["unparsed"],
+            )
         benchmarks = {}
         for name, b in self._figures.get("benchmarks", {}).items():
             by_item = hits.get(name, {})
@@ -143,16 +182,18 @@ class DecontamStage:
         by_embedding = self._paraphrases(index, texts, removed)
         for r in by_embedding:
             removed[r] = True
-        if not removed.any():
-            return ShardResult(table, REJECT_SCHEMA.empty_table())
-
-        rows = table.filter(pa.array(removed)).to_pylist()
-        rec_ids = np.flatnonzero(removed)
         counters: dict = {}
-        rejected = []
+        if not removed.any():
+            return ShardResult(table, REJECT_SCHEMA.empty_table(), counters)
+
         order = np.lexsort((-m.matched[over], -best[over], m.rec[over]))  # best score, then most n-grams
         o_rec, o_view, o_score = m.rec[over][order], m.view[over][order], best[over][order]
         o_match, o_part, o_item = m.matched[over][order], m.part[over][order], m.score[over][order]
+        judged = self._judge(index, texts, removed, by_embedding, o_rec, o_view, ctx, counters)
+
+        rows = table.filter(pa.array(removed)).to_pylist()
+        rec_ids = np.flatnonzero(removed)
+        rejected = []
         starts = np.searchsorted(o_rec, rec_ids)
         ends = np.searchsorted(o_rec, rec_ids, side="right")
         for row, r, s, e in zip(rows, rec_ids, starts, ends, strict=True):
@@ -180,11 +221,58 @@ class DecontamStage:
                     **evidence(texts[int(r)].as_py(), view, index),
                     "also": _also(index, o_view[s + 1 : e], o_score[s + 1 : e], view["item"]),
                 }
+            if int(r) in judged:
+                verdict = judged[int(r)]
+                detail["judge"] = verdict
+                if verdict["verdict"] is True:  # failed or unparsed: the first method's verdict stands alone
+                    detail["method"] += "+judge"
             rejected.append(reject_row(row, "contaminated", detail))
             per = counters.setdefault("contaminated", {}).setdefault(view["benchmark"], {})
             per[view["item"]] = per.get(view["item"], 0) + 1
         kept = table.filter(pa.array(~removed))
         return ShardResult(kept, pa.Table.from_pylist(rejected, schema=REJECT_SCHEMA), counters)
+
+    def _judge(
+        self,
+        index: ix.Index,
+        texts: pa.Array,
+        removed: np.ndarray,
+        by_embedding: dict[int, tuple[int, float]],
+        o_rec: np.ndarray,
+        o_view: np.ndarray,
+        ctx: ShardContext,
+        counters: dict,
+    ) -> dict[int, dict]:
+        """record -> the judge's verdict on each candidate it is asked about (one request per candidate, one
+        `complete_all` per shard); candidates judged not the same as their item are taken out of `removed`."""
+        cfg = self.config.judge
+        if not cfg.enabled:
+            return {}
+        from stages.decontam import judge
+
+        candidates: list[tuple[int, int]] = []  # (record, view)
+        for r in np.flatnonzero(removed).tolist():
+            if r in by_embedding:
+                candidates.append((r, by_embedding[r][0]))
+            elif cfg.applies_to == "all":
+                candidates.append((r, int(o_view[np.searchsorted(o_rec, r)])))  # its best view
+        code_items = _code_items(index)
+        questions = []
+        for r, v in candidates:
+            view = index.view_row(v)
+            code = view["kind"] != bm.TEXT or view["item"] in code_items
+            questions.append(judge.Question(view["text"], texts[r].as_py(), code))
+        verdicts, counts = judge.ask(cfg, ctx.work_dir.parent.parent, questions)
+        out = {}
+        for (r, v), verdict in zip(candidates, verdicts, strict=True):
+            if verdict["verdict"] is False:
+                removed[r] = False
+                item = index.view_row(v)["item"]
+                counts["overruled_items"][item] = counts["overruled_items"].get(item, 0) + 1
+            else:
+                out[r] = verdict
+        counters["judge"] = counts
+        return out
 
     def _paraphrases(
         self, index: ix.Index, texts: pa.Array, removed: np.ndarray
@@ -242,6 +330,19 @@ _CODE_LINE = {
     "python": r"(?m)^[ \t]*(?:def|class)[ \t]+\w+[ \t]*[(:]|^[ \t]*(?:import[ \t]+\w|from[ \t]+\S+[ \t]+import\b)",
 }
 _CODE_LINE_ANY = r"(?m)^[ \t]*(?:\w[\w<>\[\], *&]*[ \t]+)?\w+[ \t]*\([^()\n]*\)[ \t]*(?:\{|=>|->)"
+
+
+_CODE_ITEMS: dict[str, frozenset[str]] = {}
+
+
+def _code_items(index: ix.Index) -> frozenset[str]:
+    """The items with a code view (HumanEval, MBPP): the judge gets LMSYS's instruction for programs."""
+    key = str(index.folder)
+    if key not in _CODE_ITEMS:
+        views = index.views.select(["item", "kind"])
+        is_code = pc.equal(views.column("kind"), bm.CODE)
+        _CODE_ITEMS[key] = frozenset(views.column("item").filter(is_code).to_pylist())
+    return _CODE_ITEMS[key]
 
 
 def _unfenced(final: pa.Array, candidates: np.ndarray, language: str) -> np.ndarray:
