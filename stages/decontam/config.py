@@ -85,6 +85,14 @@ class EmbeddingConfig(Section):
         "of 3,000 clean SFT records flagged against HumanEval, GSM8K and MMLU items; "
         "tests/benchmarks/embed_calibration.py).",
     )
+    code_threshold: float = Field(
+        default=0.89,
+        gt=0.0,
+        le=1.0,
+        description="The threshold for items that are programs (HumanEval, MBPP): their task statements are short "
+        "and generic, so clean coding records land closer to them. 0.89: the lowest with at most 0.1% of 3,000 "
+        "clean SFT records flagged by a program item (0.83 flags 0.83%; tests/benchmarks/embed_kind_calibration.py).",
+    )
     top_k: int = Field(default=1, ge=1, description="Nearest benchmark items looked at per record.")
     batch_size: int = Field(default=64, ge=1, description="Texts encoded at once.")
     device: Literal["auto", "cpu", "cuda"] = Field(

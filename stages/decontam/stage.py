@@ -287,7 +287,7 @@ class DecontamStage:
         if len(todo) == 0:
             return {}
         views, scores = paraphrase.nearest(index, cfg, texts.take(pa.array(todo)).to_pylist())
-        hit = scores >= cfg.threshold
+        hit = scores >= np.where(_code_views(index)[views], cfg.code_threshold, cfg.threshold)
         return {
             int(r): (int(v), float(c)) for r, v, c in zip(todo[hit], views[hit], scores[hit], strict=True)
         }
@@ -333,6 +333,19 @@ _CODE_LINE_ANY = r"(?m)^[ \t]*(?:\w[\w<>\[\], *&]*[ \t]+)?\w+[ \t]*\([^()\n]*\)[
 
 
 _CODE_ITEMS: dict[str, frozenset[str]] = {}
+
+
+def _code_views(index: ix.Index) -> np.ndarray:
+    """Per view: its item is a program (has a code view)."""
+    key = str(index.folder)
+    if key not in _CODE_VIEWS:
+        items = index.views.column("item").to_pylist()
+        code = _code_items(index)
+        _CODE_VIEWS[key] = np.array([item in code for item in items], dtype=bool)
+    return _CODE_VIEWS[key]
+
+
+_CODE_VIEWS: dict[str, np.ndarray] = {}
 
 
 def _code_items(index: ix.Index) -> frozenset[str]:

