@@ -82,7 +82,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_report_parser(sub)
     _add_audit_parser(sub)
+    _add_train_parser(sub)
     return parser
+
+
+TRAIN_HELP = """\
+Fine-tune a base model on a dataset with LoRA/QLoRA (trl SFTTrainer + peft; needs the `train` extra). Reads a
+mix output folder (train/ and validation/) or Parquet/JSONL in ShareGPT, Alpaca or messages format; the loss is on
+assistant tokens only. Writes the adapter, tokenizer, train_config.json, metrics.json and trainer_log.jsonl to
+the config's output_dir, and resumes from its last checkpoint when run again. Recipes: configs/train/.
+"""
+
+
+def _add_train_parser(sub) -> None:
+    train = sub.add_parser(
+        "train",
+        help="fine-tune a model on a dataset (LoRA/QLoRA SFT)",
+        description=TRAIN_HELP,
+        epilog="example:\n  factory train -c configs/train/lora-cpu-tiny.yaml\n\n" + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument(
+        "-c", "--config", required=True, help="YAML train recipe (model, data, output_dir, ...)"
+    )
+    train.add_argument(
+        "--merge", action="store_true", help="also write the merged model to OUTPUT_DIR/merged"
+    )
 
 
 REPORT_HELP = """\
@@ -174,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "audit":
             return _audit(args)
+        if args.command == "train":
+            return _train(args)
         return EXIT_USER
     except UserError as exc:
         console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
@@ -205,6 +232,14 @@ def _audit(args: argparse.Namespace) -> int:
     from factory.audit import audit
 
     audit(args.run_dir, args.benchmark, args.item, as_json=args.json, csv_path=args.csv, full=args.full)
+    return EXIT_OK
+
+
+def _train(args: argparse.Namespace) -> int:
+    from trainers.config import load_train_config
+    from trainers.sft import train
+
+    train(load_train_config(args.config), merge=args.merge)
     return EXIT_OK
 
 

@@ -1,0 +1,1 @@
+"""`factory train`: the SFT trainer (config.py: the recipe; data.py: files to masked tokens; sft.py: trl + peft)."""
