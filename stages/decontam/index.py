@@ -40,7 +40,7 @@ from stages.dedup.code_tokens import code_tokens
 
 log = logging.getLogger("factory")
 
-FORMAT = 10  # bump when the index layout or hashing changes: old caches are then ignored
+FORMAT = 12  # bump when the index layout or hashing changes: old caches are then ignored
 _MIN_PART_MATCHES = 3
 
 
@@ -86,6 +86,17 @@ def code_tokens_of(text: str, language: str) -> list[str]:
     return code_tokens(text, language, keep=KEEP_NAMES, attributes=True)[0]
 
 
+def whole_hashes(token_lists: list[list[str]]) -> np.ndarray:
+    """One hash per program: its whole token list, identifiers numbered over the whole program, so a copy with
+    every name changed has the same hash. Short programs are matched this way even when their n-grams are too
+    common across the benchmark to be indexed (`_distinctive`)."""
+    out = np.empty(len(token_lists), dtype=np.uint64)
+    for i, tokens in enumerate(token_lists):  # identifiers are already numbered per program (code_tokens)
+        digest = hashlib.blake2b("\0".join(tokens).encode(), digest_size=8).digest()
+        out[i] = int.from_bytes(digest, "little")
+    return out
+
+
 def view_grams(kind: str, texts: list[str], settings: Settings) -> Grams:
     """N-grams of a list of view texts of one kind (the sequence index is the position in `texts`)."""
     if kind == TEXT:
@@ -127,6 +138,13 @@ def build(benchmarks: list[Benchmark], settings: Settings, folder: Path) -> dict
             )
         all_h.append(hashes)
         all_v.append(views)
+    code_ids = np.flatnonzero(kinds == CODE)
+    code_tokens = [code_tokens_of(rows["text"][i], settings.code_language) for i in code_ids]
+    long_enough = np.array([len(t) >= settings.min_code_tokens for t in code_tokens], dtype=bool)
+    whole_h = whole_hashes([t for t, ok in zip(code_tokens, long_enough, strict=True) if ok])
+    whole_order = np.argsort(whole_h, kind="stable")
+    whole_v = code_ids[long_enough][whole_order].astype(np.int64)
+    whole_h = whole_h[whole_order]
     h = np.concatenate(all_h) if all_h else np.zeros(0, dtype=np.uint64)
     v = np.concatenate(all_v) if all_v else np.zeros(0, dtype=np.int64)
     pairs = (
@@ -165,6 +183,8 @@ def build(benchmarks: list[Benchmark], settings: Settings, folder: Path) -> dict
     np.save(tmp / "short_first.npy", short_first)
     np.save(tmp / "post_off.npy", post_off)
     np.save(tmp / "post_view.npy", v)
+    np.save(tmp / "whole_hash.npy", whole_h)
+    np.save(tmp / "whole_view.npy", whole_v)
     table = pa.table({**{k: pa.array(x, pa.string()) for k, x in rows.items()}, "total": pa.array(total)})
     pq.write_table(table, tmp / "views.parquet")
     meta["build_s"] = round(time.perf_counter() - started, 2)
@@ -247,6 +267,8 @@ class Index:
         self.meta = shards.read_json(folder / "meta.json") or {}
         self.settings = Settings(**self.meta["settings"])
         self.short = Short(tuple(self.meta.get("short_widths", ())), np.load(folder / "short_first.npy"))
+        self.whole_hash = np.load(folder / "whole_hash.npy")
+        self.whole_view = np.load(folder / "whole_view.npy")
 
     @property
     def views(self) -> pa.Table:
@@ -297,6 +319,16 @@ class Index:
             is_text & (matched >= _MIN_PART_MATCHES), matched / np.maximum(rec_text_total[rec], 1), 0.0
         )
         return Matches(rec, view, matched, score, part)
+
+    def match_whole(self, hashes: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(record, view) of each code block (hash, record) that is a whole protected program, renamed or not."""
+        lo = np.searchsorted(self.whole_hash, hashes, side="left")
+        hi = np.searchsorted(self.whole_hash, hashes, side="right")
+        rec = np.repeat(seq, hi - lo)
+        view = np.concatenate(
+            [self.whole_view[a:b] for a, b in zip(lo, hi, strict=True)] or [np.zeros(0, np.int64)]
+        )
+        return rec.astype(np.int64), view.astype(np.int64)
 
 
 _LOADED: dict[str, Index] = {}

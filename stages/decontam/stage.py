@@ -172,8 +172,8 @@ class DecontamStage:
             return ShardResult(table, REJECT_SCHEMA.empty_table())
         texts, final = _turns(table, "all")
         text, _, _ = text_grams(texts, index.settings.n, index.settings.min_content, index.short)
-        code = self._code_grams(table, texts, final, index.settings)
-        m = index.match(text, code, n)
+        code, whole, whole_rec = self._code_grams(table, texts, final, index.settings)
+        m = _with_whole_programs(index.match(text, code, n), *index.match_whole(whole, whole_rec), index)
         best = np.maximum(m.score, m.part)
         is_text = index.kind_is_text[m.view]
         over = best >= np.where(is_text, self.config.threshold, self.config.code_threshold)
@@ -292,10 +292,13 @@ class DecontamStage:
             int(r): (int(v), float(c)) for r, v, c in zip(todo[hit], views[hit], scores[hit], strict=True)
         }
 
-    def _code_grams(self, table: pa.Table, texts: pa.Array, final: pa.Array, settings: ix.Settings) -> Grams:
+    def _code_grams(
+        self, table: pa.Table, texts: pa.Array, final: pa.Array, settings: ix.Settings
+    ) -> tuple[Grams, np.ndarray, np.ndarray]:
         """Code n-grams of every code block of the batch in the protected language: fenced blocks tagged with it
         or untagged, `kind: code` records, and final answers that look like its code without fences (CodeAlpaca
-        and GPTeacher write code answers unfenced); `seq` is the record index."""
+        and GPTeacher write code answers unfenced); `seq` is the record index. Also each block's whole-program
+        hash and its record."""
         lang = settings.code_language
         is_code = _is_code(table, texts)
         unfenced = _unfenced(final, ~is_code, lang)
@@ -320,7 +323,7 @@ class DecontamStage:
         g = code_grams(token_lists, settings.code_n)
         if len(g.seq):
             g.seq = np.asarray(owner, dtype=np.int64)[g.seq]
-        return g
+        return g, ix.whole_hashes(token_lists), np.asarray(owner, dtype=np.int64)
 
 
 # Every protected program defines a function: code without this keyword cannot hold one (and is not parsed).
@@ -333,6 +336,25 @@ _CODE_LINE_ANY = r"(?m)^[ \t]*(?:\w[\w<>\[\], *&]*[ \t]+)?\w+[ \t]*\([^()\n]*\)[
 
 
 _CODE_ITEMS: dict[str, frozenset[str]] = {}
+
+
+def _with_whole_programs(m: ix.Matches, rec: np.ndarray, view: np.ndarray, index: ix.Index) -> ix.Matches:
+    """The matches plus the records holding a whole protected program (renamed or not) at score 1.0: a short
+    program's n-grams may be too common across the benchmark to be indexed, its whole token sequence is not."""
+    if len(rec) == 0:
+        return m
+    total = np.maximum(index.total[view], 1)
+    rec = np.concatenate([m.rec, rec])
+    view = np.concatenate([m.view, view])
+    matched = np.concatenate([m.matched, total])
+    score = np.concatenate([m.score, np.ones(len(total))])
+    part = np.concatenate([m.part, np.zeros(len(total))])
+    key = rec * len(index.total) + view
+    order = np.lexsort((-score, key))  # per (record, view): the best score first
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = key[order][1:] != key[order][:-1]
+    keep = order[first]
+    return ix.Matches(rec[keep], view[keep], matched[keep], score[keep], part[keep])
 
 
 def _code_views(index: ix.Index) -> np.ndarray:

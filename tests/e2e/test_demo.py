@@ -105,6 +105,10 @@ def test_demo_recipe(tmp_path, monkeypatch):
         # a real one: this GSM8K train problem is test item 602 with other numbers ("A train travels 360
         # miles in 3 hours..." / "A plane travels 1200 miles in 3 hours..."), same wording and reasoning
         "data/samples/math.jsonl:687": "gsm8k/test/602",
+        # and two GPTeacher answers that are MBPP 932's solution with other names (remove duplicates from a list
+        # of strings, keeping order), caught as whole programs
+        "data/samples/code.jsonl:218": "mbpp/932",
+        "data/samples/code.jsonl:429": "mbpp/932",
     }
     assert decontam["decontam"]["benchmarks"]["gsm8k"]["records_removed"] == 2
 

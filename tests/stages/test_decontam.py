@@ -374,3 +374,31 @@ def test_embedding_code_threshold_applies_to_program_items_only(tmp_path, monkey
     stage["embedding"] = {"enabled": True, "threshold": 0.6, "code_threshold": 0.6}
     _, rejects, _ = run(tmp_path / "same", rows, stage)
     assert tags(rejects) == {"text_paraphrase", "code_paraphrase"}
+
+
+def test_a_short_renamed_program_is_caught_whole(tmp_path, cache_dir):
+    """MBPP 625 (swap the first and last element) is short and its n-grams are shared with other MBPP swaps, so
+    none are indexed; its whole token sequence still identifies a renamed copy."""
+    mbpp = {
+        r["task_id"]: r for r in map(json.loads, gzip.open(ROOT / "data/benchmarks/mbpp/mbpp.jsonl.gz", "rt"))
+    }
+    code = rename(
+        mbpp[625]["code"], {"swap_List": "solution", "newList": "nxt", "size": "entry", "temp": "tmp"}
+    )
+    assert "swap_List" not in code and "nxt" in code
+    rows = [
+        chat("Implement the function in Python.", f"Here you go.\n\n```python\n{code}\n```", tag="short"),
+        *CLEAN,
+    ]
+    _, rejects, _ = run(tmp_path, rows, {"cache_dir": str(cache_dir)})
+    (rej,) = rejects
+    d = json.loads(rej["detail"])
+    # MBPP 591 is the same program (the benchmark holds both): either is the evidence, the other is `also`
+    assert (d["kind"], d["score"]) == ("code", 1.0)
+    assert {d["item"], *(a["item"] for a in d["also"])} >= {"mbpp/591", "mbpp/625"}
+    # the same program with one expression changed is not a whole copy (and too short for n-grams); numbers are
+    # folded, so changing a constant would not do
+    changed = code.replace("return nxt", "return nxt[::-1]")
+    assert changed != code
+    rows = [chat("Implement the function in Python.", f"```python\n{changed}\n```", tag="changed"), *CLEAN]
+    assert run(tmp_path / "changed", rows, {"cache_dir": str(cache_dir)})[1] == []
