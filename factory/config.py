@@ -100,8 +100,9 @@ def build_config_model(stage_sections: dict[str, type[Section]]) -> type[Section
     )
 
 
-def load_config(path: str | Path, stage_sections: dict[str, type[Section]]) -> Section:
-    """Read and validate a YAML config; any problem is a ConfigError naming the file and the key."""
+def read_yaml_mapping(path: str | Path, needs: str) -> dict:
+    """A YAML file holding a mapping; ConfigError naming the file (and line) otherwise. `needs` completes
+    "a config must be a mapping with at least ..."."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -117,7 +118,13 @@ def load_config(path: str | Path, stage_sections: dict[str, type[Section]]) -> S
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a config must be a mapping with at least `run_dir` and `inputs`")
+        raise ConfigError(f"{path}: a config must be a mapping with at least {needs}")
+    return raw
+
+
+def load_config(path: str | Path, stage_sections: dict[str, type[Section]]) -> Section:
+    """Read and validate a YAML config; any problem is a ConfigError naming the file and the key."""
+    raw = read_yaml_mapping(path, "`run_dir` and `inputs`")
     return validate_config(raw, stage_sections, origin=str(path))
 
 

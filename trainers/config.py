@@ -12,10 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from factory.config import Section, describe_error
+from factory.config import Section, describe_error, read_yaml_mapping
 from factory.errors import ConfigError
 
 TemplateName = Literal["auto", "chatml", "llama3", "qwen", "alpaca"]
@@ -175,24 +174,7 @@ class TrainConfig(Section):
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read and validate a train recipe; any problem is a ConfigError naming the file and the key."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{path}: a train config must be a mapping with at least model, data and output_dir"
-        )
+    raw = read_yaml_mapping(path, "model, data and output_dir")
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
