@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0  # first, pinned: the CPU build; an unpinned torch pulls CUDA wheels
-	$(PY) -m pip install -q -e ".[dev,embed,train]"
+	$(PY) -m pip install -q -e ".[dev,embed,train,ray]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from rich.markup import escape
+
 from factory.errors import UserError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         return EXIT_USER
     except UserError as exc:
-        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
         log.debug("user error", exc_info=True)
         return EXIT_USER
     except KeyboardInterrupt:
@@ -254,15 +256,14 @@ def _run(args: argparse.Namespace, console) -> int:
     if args.run_dir:
         cfg.run_dir = args.run_dir
     executor = args.executor or cfg.executor
-    if executor == "ray":
-        raise UserError("the ray executor is not available in this version; use --executor local")
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be at least 1")
     runner.plan(args.stages, STAGES)  # refuse unknown stages before touching the run directory
     workers = args.workers or cfg.workers or default_workers()
     add_run_log(runner.prepare_run_dir(cfg.run_dir))
     log = logging.getLogger("factory")
-    log.info("run %s -> %s (%d workers)", " ".join(args.stages), cfg.run_dir, workers)
+    where = f"ray {cfg.ray.address or 'local cluster'}" if executor == "ray" else f"{workers} workers"
+    log.info("run %s -> %s (%s)", " ".join(args.stages), cfg.run_dir, where)
     # A stage may ask ingest to scrub records, and the raw text of bad lines, as they enter the run directory
     # (clean's PII settings), so that no raw PII is ever written.
     redactors = [
@@ -276,6 +277,8 @@ def _run(args: argparse.Namespace, console) -> int:
         workers=workers,
         console=console,
         redact=redactors[0] if redactors else None,
+        executor=executor,
+        ray_address=cfg.ray.address,
     )
     runner.run(cfg, args.stages, STAGES, opts)
     return EXIT_OK

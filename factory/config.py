@@ -62,6 +62,16 @@ class InputSpec(Section):
     )
 
 
+class RayConfig(Section):
+    """Where `executor: ray` runs (`pip install 'factory[ray]'`)."""
+
+    address: str | None = Field(
+        default=None,
+        description="A running cluster: `auto` (the one `ray start` made on this machine), `host:6379`, or "
+        "`ray://host:10001`. None: a local cluster with `workers` CPUs for this run.",
+    )
+
+
 class IngestConfig(Section):
     """Reading `inputs` into canonical record shards."""
 
@@ -95,7 +105,11 @@ def build_config_model(stage_sections: dict[str, type[Section]]) -> type[Section
             ),
         ),
         stages=(stages_model, Field(default_factory=stages_model, description="One section per stage.")),
-        executor=(Literal["local", "ray"], Field(default="local", description="Where shards are processed.")),
+        executor=(
+            Literal["local", "ray"],
+            Field(default="local", description="Where shards are processed: local processes, or Ray tasks."),
+        ),
+        ray=(RayConfig, Field(default_factory=RayConfig, description="The Ray cluster (executor: ray).")),
         workers=(int | None, Field(default=None, ge=1, description="Worker processes (default: all cores).")),
     )
 

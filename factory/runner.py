@@ -132,6 +132,8 @@ class RunOptions:
     workers: int = 1
     console: Console | None = None
     redact: ingest.Redactor | None = None  # scrubs records and raw reject text as ingest writes them
+    executor: str = "local"  # or "ray"
+    ray_address: str | None = None  # a running cluster; None with executor ray: a local one
 
 
 def prepare_run_dir(path: str | Path) -> Path:
@@ -152,6 +154,15 @@ def existing_run_dir(path: str | Path) -> Path:
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a run directory")
     return run_dir
+
+
+def _executor(opts: RunOptions):
+    """Where shard tasks run: a local process pool, or Ray tasks (factory/executors/ray.py)."""
+    if opts.executor == "ray":
+        from factory.executors.ray import RayExecutor
+
+        return RayExecutor(opts.ray_address, opts.workers)
+    return LocalExecutor(opts.workers)
 
 
 def plan(stage_names: list[str], registry: dict[str, type]) -> list[str]:
@@ -183,7 +194,7 @@ def run(cfg: Section, stage_names: list[str], registry: dict[str, type], opts: R
             raise UserError(f"--force {name}: unknown stage")
     manifests = []
     upstream: dict | None = None
-    with LocalExecutor(opts.workers) as executor:
+    with _executor(opts) as executor:
         for name in plan(stage_names, registry):
             if name == "ingest":
                 manifest = _run_ingest(cfg, run_dir, opts, executor)

@@ -46,10 +46,12 @@ def test_bad_config_exit_2_names_key(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_ray_executor_not_available_is_a_user_error(tmp_path, capsys):
+def test_ray_executor_without_ray_installed_is_a_user_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import fails, as where the extra is not installed
     write_jsonl(tmp_path / "a.jsonl", [alpaca(0)])
     cfg = write_config(tmp_path / "c.yaml", tmp_path / "run", [{"path": tmp_path / "a.jsonl"}])
     assert run_cli("run", "clean", "-c", str(cfg), "--executor", "ray") == 2
+    assert "factory[ray]" in capsys.readouterr().err
 
 
 def test_run_dir_override_and_internal_error_exit_1(tmp_path, monkeypatch, capsys):

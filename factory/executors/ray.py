@@ -1,0 +1,87 @@
+"""The Ray executor: the same shard tasks as the local executor, as Ray tasks on a cluster (the only Ray import).
+
+`RayExecutor(address, workers)` connects to a running cluster (`address`: `auto`, `ray://host:10001`, or
+`host:6379`) or, with no address, starts a local one with `workers` CPUs; it shuts down only a cluster it
+started. `map_unordered(fn, tasks)` runs `fn(task)` as one Ray task per task (fn is the runner's module-level
+`run_shard`, or a stage's prepare-pass function, exactly as on the local executor), at most `2 x cluster CPUs` in
+flight so that a streaming producer (ingest) stays bounded, and yields results as they finish; the first failure
+cancels the rest and is re-raised. Everything a task reads or writes goes through the run directory, so the
+workers must see the same paths (a shared filesystem); each worker needs factory installed (`pip install
+'factory[ray]'`).
+
+Dedup's global passes are already "a few map steps plus files on disk" (signatures per shard, band keys hashed
+into partitions, candidate pairs per partition, decisions per shard): on this executor each of those steps is a
+set of Ray tasks, so band grouping is a task-level shuffle over partition files and clustering runs on the
+candidate pairs only, in the driver.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from factory.errors import UserError
+
+INSTALL_HINT = "pip install 'factory[ray]'"
+
+
+class RayExecutor:
+    """`with RayExecutor(address, workers) as ex: for result in ex.map_unordered(fn, tasks): ...`"""
+
+    def __init__(self, address: str | None, workers: int):
+        try:
+            import ray
+        except ImportError:
+            raise UserError(f"the ray executor needs Ray: {INSTALL_HINT}") from None
+        self._ray = ray
+        self.address = address
+        self.workers = max(1, workers)
+        self._started = False
+        self._remotes: dict[Callable, Any] = {}
+
+    def __enter__(self) -> RayExecutor:
+        ray = self._ray
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
+            if self.address:
+                kwargs["address"] = self.address
+            else:
+                kwargs["num_cpus"] = self.workers
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise UserError(f"cannot connect to the Ray cluster at {self.address}: {first}") from None
+            self._started = True
+        self.workers = max(1, int(ray.cluster_resources().get("CPU", self.workers)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+
+    def _remote(self, fn: Callable) -> Any:
+        if fn not in self._remotes:
+            self._remotes[fn] = self._ray.remote(num_cpus=1, max_retries=0)(fn)
+        return self._remotes[fn]
+
+    def map_unordered(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:
+        """Yield fn(task) for every task as each finishes, computed by Ray tasks."""
+        ray = self._ray
+        remote = self._remote(fn)
+        pending: list = []
+        try:
+            for task in tasks:
+                pending.append(remote.remote(task))
+                if len(pending) >= 2 * self.workers:
+                    done, pending = ray.wait(pending, num_returns=1)
+                    yield from ray.get(done)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                yield from ray.get(done)
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
