@@ -180,6 +180,7 @@ def _item_record(row: dict) -> dict:
         "also": detail.get("also") or [],
         "text": "\n".join(m["content"] or "" for m in messages),
         "item_text": detail.get("item_text") or "",
+        "judge": detail.get("judge"),  # the LLM judge's verdict and reply, when it was asked
     }
 
 
@@ -334,7 +335,7 @@ _CSV_COLUMNS = {
     "benchmark": ["item", "records", "best_score", "method", "record_ids"],
     "item": (
         "id source origin benchmark item view method score n matched of kind direction ngrams spans item_spans "
-        "also text item_text"
+        "also text item_text judge"
     ).split(),
 }
 
@@ -457,6 +458,8 @@ def print_item(view: dict, console: Console, full: bool = False) -> None:
             _highlighted(r["item_text"], r["item_spans"], ITEM_STYLE, full),
         )
         console.print(table)
+        if r["judge"]:
+            console.print(Text(_judge_line(r["judge"]), style="dim"))
         if r["also"]:
             also = ", ".join(f"{a.get('item')} ({_score(a.get('score'))})" for a in r["also"])
             console.print(Text(f"also over the threshold: {also}", style="dim"))
@@ -470,6 +473,14 @@ def _record_line(r: dict) -> str:
         f"record {r['id']}  origin {r['origin']}  source {r['source']}  score {_score(r['score'])}{direction}  "
         f"method {r['method']}{n}  view {r['view']}{matched}"
     )
+
+
+def _judge_line(judge: dict) -> str:
+    """`judge (model): confirmed "True"`; a failed request or unparsed reply says so."""
+    verdict = judge.get("verdict")
+    said = {True: "confirmed", False: "overruled"}.get(verdict, "no verdict")
+    reply = (judge.get("reply") or judge.get("error") or "").strip().replace("\n", " ")
+    return f"judge ({judge.get('model') or '?'}): {said}" + (f' "{reply[:200]}"' if reply else "")
 
 
 def _highlighted(text: str, spans: list, style: str, full: bool) -> Text:

@@ -142,6 +142,20 @@ def test_judge_confirms_one_paraphrase_and_overrules_another_and_the_cache_serve
         assert manifest["counts"] == {"in": 4, "out": 3, "rejected": 1}
         assert manifest["decontam"]["benchmarks"]["trivia"]["records_removed"] == 1
 
+        # the audit shows the judge's verdict beside the evidence
+        from factory import audit
+
+        view = audit.item_view(audit.load_run(tmp_path / "run"), "trivia/q1")
+        assert view["rows"][0]["judge"]["verdict"] is True
+        assert audit._judge_line(view["rows"][0]["judge"]) == 'judge (judge-model): confirmed "True."'
+        import io
+
+        from rich.console import Console
+
+        printed = io.StringIO()
+        audit.print_item(view, Console(file=printed, width=120))
+        assert 'judge (judge-model): confirmed "True."' in printed.getvalue()
+
         # the stage redone: every verdict from the cache, nothing sent again
         _, rejects2, manifest2 = run(tmp_path, ROWS, section, "--workers", "1", "--force", "decontam")
         assert len(server.requests) == 2 and server.repeated() == 0
