@@ -9,12 +9,15 @@ into a reject. Reject reasons raised here: `missing_field`, `wrong_type`, `empty
 from __future__ import annotations
 
 import hashlib
+import math
 import unicodedata
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
@@ -70,6 +73,25 @@ def dumps_meta(meta: dict[str, Any]) -> str:
 
 def loads_meta(meta: str | None) -> dict[str, Any]:
     return orjson.loads(meta) if meta else {}
+
+
+def meta_values(meta: pa.Array | pa.ChunkedArray, key: str) -> list:
+    """`meta[key]` of each row of a `meta` column (None where absent); only the rows whose JSON mentions the key
+    are parsed."""
+    out: list = [None] * len(meta)
+    mentions = pc.fill_null(pc.match_substring(meta, f'"{key}"'), False).to_numpy(zero_copy_only=False)
+    for row in np.flatnonzero(mentions):
+        out[row] = loads_meta(meta[int(row)].as_py()).get(key)
+    return out
+
+
+def meta_scores(meta: pa.Array | pa.ChunkedArray, key: str) -> np.ndarray:
+    """`meta[key]` as float64 where it is a finite number (not a bool), NaN elsewhere: a score to rank by."""
+    out = np.full(len(meta), np.nan)
+    for row, value in enumerate(meta_values(meta, key)):
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[row] = float(value)
+    return out
 
 
 # ---- conversions ---------------------------------------------------------------------------------------------

@@ -256,12 +256,11 @@ class DecontamStage:
                 candidates.append((r, by_embedding[r][0]))
             elif cfg.applies_to == "all":
                 candidates.append((r, int(o_view[np.searchsorted(o_rec, r)])))  # its best view
-        code_items = _code_items(index)
+        is_program = _code_views(index)
         questions = []
         for r, v in candidates:
             view = index.view_row(v)
-            code = view["kind"] != bm.TEXT or view["item"] in code_items
-            questions.append(judge.Question(view["text"], texts[r].as_py(), code))
+            questions.append(judge.Question(view["text"], texts[r].as_py(), bool(is_program[v])))
         verdicts, counts = judge.ask(cfg, ctx.work_dir.parent.parent, questions)
         out = {}
         for (r, v), verdict in zip(candidates, verdicts, strict=True):
@@ -358,26 +357,18 @@ def _with_whole_programs(m: ix.Matches, rec: np.ndarray, view: np.ndarray, index
 
 
 def _code_views(index: ix.Index) -> np.ndarray:
-    """Per view: its item is a program (has a code view)."""
+    """Per view: its item is a program (has a code view: HumanEval, MBPP). Such items get the embedding's
+    `code_threshold` and the judge's instruction for programs."""
     key = str(index.folder)
     if key not in _CODE_VIEWS:
-        items = index.views.column("item").to_pylist()
-        code = _code_items(index)
-        _CODE_VIEWS[key] = np.array([item in code for item in items], dtype=bool)
+        views = index.views.select(["item", "kind"])
+        is_code = pc.equal(views.column("kind"), bm.CODE)
+        programs = pa.array(set(views.column("item").filter(is_code).to_pylist()), pa.string())
+        _CODE_VIEWS[key] = pc.is_in(views.column("item"), value_set=programs).to_numpy(zero_copy_only=False)
     return _CODE_VIEWS[key]
 
 
 _CODE_VIEWS: dict[str, np.ndarray] = {}
-
-
-def _code_items(index: ix.Index) -> frozenset[str]:
-    """The items with a code view (HumanEval, MBPP): the judge gets LMSYS's instruction for programs."""
-    key = str(index.folder)
-    if key not in _CODE_ITEMS:
-        views = index.views.select(["item", "kind"])
-        is_code = pc.equal(views.column("kind"), bm.CODE)
-        _CODE_ITEMS[key] = frozenset(views.column("item").filter(is_code).to_pylist())
-    return _CODE_ITEMS[key]
 
 
 def _unfenced(final: pa.Array, candidates: np.ndarray, language: str) -> np.ndarray:

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from factory import shards
+from factory.records import meta_scores
 from factory.stage import PrepareContext
 from stages.dedup.clusters import choose_keepers, components, size_histogram
 from stages.dedup.config import DedupConfig
@@ -103,15 +104,6 @@ class SignTask:
     partitions: int
 
 
-def _scores(table: pa.Table, key: str) -> np.ndarray:
-    out = np.full(table.num_rows, np.nan)
-    for i, meta in enumerate(table.column("meta").to_pylist()):
-        value = orjson.loads(meta).get(key) if meta else None
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            out[i] = float(value)
-    return out
-
-
 def sign_shard(task: SignTask) -> dict:
     """Pass 1 for one input shard: signatures and partitioned keys (see the module docstring)."""
     started = time.perf_counter()
@@ -166,7 +158,7 @@ def sign_shard(task: SignTask) -> dict:
     ]
     shards.write_batches(batches, BAND_SCHEMA, work / BANDS / _arrow(task.name))
 
-    score = _scores(table, cfg.score_key) if cfg.keep == "score" else np.full(n, np.nan)
+    score = meta_scores(table.column("meta"), cfg.score_key) if cfg.keep == "score" else np.full(n, np.nan)
     flat = pa.array(sig.ravel(), type=pa.uint32())
     out = pa.table(
         {

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from factory import shards
-from factory.records import REJECT_SCHEMA
+from factory.records import REJECT_SCHEMA, meta_scores, meta_values
 from factory.stage import PrepareContext, ShardContext, ShardResult
 from factory.tokens import message_tokens
 from stages.mix import card, formats
@@ -41,20 +41,6 @@ NOT_CONVERSATION = -1  # plan code of a record that cannot be written in an SFT 
 FIGURES = "figures.json"  # the plan's figures, for the workers' reject details
 
 
-def _meta_values(meta: pa.ChunkedArray, key: str, cast) -> list:
-    """meta[key] per row (None where absent); only rows whose JSON mentions the key are parsed."""
-    out: list = [None] * len(meta)
-    hit = pc.match_substring(meta, f'"{key}"').to_numpy(zero_copy_only=False)
-    for row in np.flatnonzero(hit):
-        value = orjson.loads(meta[int(row)].as_py()).get(key)
-        if value is not None:
-            try:
-                out[row] = cast(value)
-            except (TypeError, ValueError):
-                pass
-    return out
-
-
 def scan(task: tuple[str, str, str]) -> dict:
     """One input shard's planning columns (runs on a worker)."""
     path, score_key, cluster_key = task
@@ -65,13 +51,12 @@ def scan(task: tuple[str, str, str]) -> dict:
     last_role = pc.list_flatten(messages).field("role").to_numpy(zero_copy_only=False)
     answered = (lengths > 0) & (last_role[np.maximum(ends, 0)] == "assistant") if len(ends) else lengths > 0
     meta = table.column("meta")
-    score = [np.nan if v is None else v for v in _meta_values(meta, score_key, float)]
-    cluster = _meta_values(meta, cluster_key, str)
+    cluster = [None if c is None else str(c) for c in meta_values(meta, cluster_key)]
     ids = table.column("id").to_pylist()
     return {
         "source": table.column("source").to_numpy(zero_copy_only=False).astype(str),
         "tokens": message_tokens(messages).to_numpy(),
-        "score": np.array(score, dtype=np.float64),
+        "score": meta_scores(meta, score_key),
         "unit": np.array([c if c is not None else i for c, i in zip(cluster, ids, strict=True)], dtype=str),
         "answered": answered,
     }

@@ -50,7 +50,7 @@ def main() -> None:
     from stages.decontam import paraphrase
     from stages.decontam.config import DecontamConfig
     from stages.decontam.embed import top_matches
-    from stages.decontam.stage import DecontamStage, _code_items
+    from stages.decontam.stage import DecontamStage, _code_views
 
     cfg = DecontamConfig(embedding={"enabled": True}, cache_dir=args.cache_dir)
     t0 = time.perf_counter()
@@ -60,8 +60,7 @@ def main() -> None:
     index = ix.load(folder)
     views, items = paraphrase.item_embeddings(index, cfg.embedding)
     item_names = index.views.column("item").take(views).to_pylist()
-    code_items = _code_items(index)
-    is_code = np.array([name in code_items for name in item_names])
+    is_code = _code_views(index)[views]
     items_s = time.perf_counter() - t0
 
     neg_texts, _ = load_negatives(args.seed)

@@ -132,3 +132,18 @@ def test_id_is_stable_under_whitespace_and_differs_by_content():
     b = [{"role": "user", "content": "Hello world "}, {"role": "assistant", "content": "Hi"}]
     c = [{"role": "user", "content": "Hello world"}, {"role": "assistant", "content": "Hey"}]
     assert make_id(a) == make_id(b) != make_id(c)
+
+
+def test_meta_scores_read_finite_numbers_only():
+    import math
+
+    import pyarrow as pa
+
+    from factory.records import meta_scores, meta_values
+
+    meta = pa.array(
+        ['{"q": 0.5}', '{"q": 2}', '{"q": true}', '{"q": "0.9"}', '{"other": 1}', None, '{"q": null}', "{}"]
+    )
+    got = meta_scores(meta, "q")
+    assert got[:2].tolist() == [0.5, 2.0] and all(math.isnan(x) for x in got[2:])
+    assert meta_values(meta, "q") == [0.5, 2, True, "0.9", None, None, None, None]
