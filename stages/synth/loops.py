@@ -88,7 +88,7 @@ def run_self_instruct(cfg: SynthConfig, client: Client, out, inputs: list[Path],
     machine: list[str] = []
     pool = RougePool(human)
     rounds = surplus = 0
-    tpl_dir = Path(cfg.templates) if cfg.templates else None
+    tpl_dir = cfg.templates  # the methods take the override folder as given (None: the built-in ones)
     with progress("synth: self_instruct", cfg.target) as advance:
         while out.records < cfg.target and rounds < si.max_rounds:
             rounds += 1
@@ -128,12 +128,12 @@ def run_self_instruct(cfg: SynthConfig, client: Client, out, inputs: list[Path],
                     machine.append(inst)
                     new.append((inst, f"{res.key}:{i}"))
             before = out.records
-            _self_instruct_instances(cfg, client, out, new, rounds, rng, tpl_dir)
+            _self_instruct_instances(client, out, new, rounds, tpl_dir)
             advance(out.records - before)
     return {"rounds": rounds, "seeds": len(human), "pool": len(human) + len(machine), "surplus": surplus}
 
 
-def _self_instruct_instances(cfg, client, out, new, rounds, rng, tpl_dir) -> None:
+def _self_instruct_instances(client, out, new, rounds, tpl_dir) -> None:
     """Classification check, then instances (output-first for classification tasks), then records."""
     cls_reqs = [_request(self_instruct.is_classification_prompt(inst, tpl_dir)) for inst, _ in new]
     is_cls = []
@@ -172,7 +172,7 @@ def _self_instruct_instances(cfg, client, out, new, rounds, rng, tpl_dir) -> Non
 def run_evol_instruct(cfg: SynthConfig, client: Client, out, inputs: list[Path], progress) -> dict:
     ev = cfg.evol_instruct
     rng = random.Random(cfg.seed)
-    tpl_dir = Path(cfg.templates) if cfg.templates else None
+    tpl_dir = cfg.templates  # the methods take the override folder as given (None: the built-in ones)
     population: list[tuple[str, str]] = []  # (instruction, parent id)
     for rec in _upstream_records(inputs):
         user = next((m["content"] for m in rec["messages"] if m["role"] == "user"), "")
@@ -282,7 +282,7 @@ def code_documents(inputs: list[Path]) -> Iterator[tuple[str, str, str]]:
 def run_oss_instruct(cfg: SynthConfig, client: Client, out, inputs: list[Path], progress) -> dict:
     oc = cfg.oss_instruct
     rng = random.Random(cfg.seed)
-    tpl_dir = Path(cfg.templates) if cfg.templates else None
+    tpl_dir = cfg.templates  # the methods take the override folder as given (None: the built-in ones)
     docs = []
     for code, hint, rid in code_documents(inputs):
         docs.append((code, hint, rid))
