@@ -9,11 +9,11 @@ Parquet with a LLaMA-Factory `dataset_info.json` and a dataset card.
 
 Input columns: the canonical record. Output: `train/` and `validation/` in the chosen format (see formats.py),
 each row with its record's `id` and `source`. Manifest `counts.out` counts the distinct records kept;
-`written` the rows written per split (`copies` of them repeats).
+`split` the rows written per split (`copies` of them repeats).
 Reject reasons: `mix_downsampled` (detail: source, policy, its planned and available size, and why: over its
 share, or not in `weights`), `mix_not_conversation` (a `text` record: SFT formats need an answer).
 Config: `stages.mix` (`config.py`). Manifest figures: format, unit, mixture (planned, achieved, per source),
-split, copies, written, short (sources that could not reach their share).
+split, copies, short (sources that could not reach their share).
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ class MixStage:
     def finish(self, merged: dict) -> dict:
         written = merged.get("written", {})
         split = {"train": written.get("train", 0), "validation": written.get("validation", 0)}
-        return {**self._figures, "split": split, "copies": merged.get("copies", 0), "written": split}
+        return {**self._figures, "split": split, "copies": merged.get("copies", 0)}
 
     def publish(self, manifest: dict, stage_dir: Path) -> None:
         folders = [f for f in ("train", "validation") if manifest["split"][f]]
