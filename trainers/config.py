@@ -105,7 +105,8 @@ class TrainConfig(Section):
     chat_template: TemplateName = Field(
         default="auto",
         description="How conversations become text: `auto` uses the tokenizer's chat template (chatml when it has "
-        "none); a name (chatml, llama3, qwen, alpaca) uses that built-in template instead.",
+        "none); a name (chatml, llama3, qwen, alpaca) uses that built-in template instead. A built-in template's "
+        "markers the tokenizer lacks are added as special tokens, their embedding rows trained with the adapter.",
     )
     max_length: int = Field(
         default=2048,
@@ -115,8 +116,9 @@ class TrainConfig(Section):
     )
     packing: bool = Field(
         default=False,
-        description="Pack several samples into each `max_length` row (trl's best-fit-decreasing, padding-free; "
-        "attention stays within a sample only with a flash-attention backend).",
+        description="Pack several samples into each `max_length` row (trl's best-fit-decreasing, padding-free). "
+        "position_ids restart at each sample, so attention stays within it with sdpa, eager, flex or flash "
+        "attention (the log says so).",
     )
     epochs: float = Field(
         default=3.0, gt=0, description="Passes over the training data (ignored if max_steps > 0)."

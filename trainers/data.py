@@ -7,7 +7,9 @@ Owns three things:
   format become lists of {role, content} turns, with the pipeline's own converters (`factory.records`). A bad
   record is a user error naming `file#row` / `file:line` (training data should have come through the pipeline).
 - **Chat formatting.** The tokenizer's chat template, or a built-in one (`chatml`, `llama3`, `qwen`, `alpaca`)
-  when it has none or the config names one.
+  when it has none or the config names one. A built-in template's markers (`<|im_start|>`, `<|eot_id|>` ...) that
+  the tokenizer lacks are added to it as special tokens (`add_marker_tokens`), so each is one token that the model
+  can learn to emit (trainers.sft makes their embedding rows trainable); split into pieces they could not be.
 - **Loss masking.** We tokenise ourselves rather than use trl's `assistant_only_loss`: that needs
   `{% generation %}` markers in the template, which most shipped templates (Llama 3, Mistral, the tiny test
   template) lack, and trl only knows replacements for a few. Instead each conversation is rendered once, the
@@ -62,6 +64,14 @@ TEMPLATES: dict[str, str] = {
         "### Instruction:\n{{ m['content'] }}\n\n### Response:\n"
         "{% else %}{{ m['content'] }}{{ eos_token }}\n\n{% endif %}{% endfor %}"
     ),
+}
+
+# Markers of the built-in templates: each must be one token for the model to learn (and emit) it.
+MARKERS: dict[str, list[str]] = {
+    "chatml": ["<|im_start|>", "<|im_end|>"],
+    "qwen": ["<|im_start|>", "<|im_end|>"],
+    "llama3": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+    "alpaca": [],
 }
 
 
@@ -151,6 +161,22 @@ def resolve_template(tokenizer: Any, name: str) -> tuple[str, str]:
             return own, "the tokenizer's chat template"
         return TEMPLATES["chatml"], "chatml (the tokenizer has no chat template)"
     return TEMPLATES[name], f"the built-in {name} template"
+
+
+def add_marker_tokens(tokenizer: Any, template: str) -> list[str]:
+    """Add the markers of a built-in `template` that `tokenizer` lacks as special tokens; returns those added.
+
+    A marker is lacking when it does not encode to one token of its own (split into pieces, or unknown). The
+    tokenizer's own template is left alone: its markers are the tokenizer's business."""
+    name = next((n for n, text in TEMPLATES.items() if text == template), None)
+    missing = []
+    for marker in MARKERS.get(name, []) if name else []:
+        ids = tokenizer.encode(marker, add_special_tokens=False)
+        if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+            missing.append(marker)
+    if missing:
+        tokenizer.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
+    return missing
 
 
 def ensure_pad(tokenizer: Any) -> str:

@@ -1,11 +1,20 @@
 """`factory train`: a thin QLoRA/LoRA SFT trainer over trl's `SFTTrainer` and peft (no home-made training loop).
 
 Owns the wiring, in trl `scripts/sft.py`'s order: resolve the base model (a local folder, or a hub name already in
-the local cache: nothing is downloaded), the device and dtypes, the tokenizer (pad token, chat template), the data
-(`trainers.data`: `input_ids` + `labels` with loss on assistant tokens only), the quantised model, the LoRA config,
-`SFTConfig`, the callbacks (console + trainer_log.jsonl, sample generations, early stopping), training (resumed
+the local cache: nothing is downloaded), the device and dtypes, the tokenizer (pad token, chat template, the
+built-in template's markers added as special tokens when it lacks them), the data (`trainers.data`: `input_ids` +
+`labels` with loss on assistant tokens only), the quantised model (embeddings resized for added markers), the LoRA
+config (plus the added markers' embedding and output rows as peft trainable tokens), `SFTConfig`, the callbacks
+(console + trainer_log.jsonl, TensorBoard when installed, sample generations, early stopping), training (resumed
 from the last checkpoint), and the outputs: adapter + tokenizer, `train_config.json` (the resolved config),
-`metrics.json`, and with `merge=True` a merged model in OUTPUT_DIR/merged.
+`metrics.json`, and with `merge=True` a merged model in OUTPUT_DIR/merged. `build_trainer` does everything up to
+training, so tests can look at what reaches the model.
+
+Packing is trl's padding-free best-fit packing: a batch is one row of whole samples whose `position_ids` restart
+at 0 at each sample, and whose first label of each sample is -100. transformers builds a block-diagonal causal
+mask from those position_ids for sdpa/eager/flex attention (`masking_utils.find_packed_sequence_indices`), and
+flash attention takes the boundaries as varlen lengths, so no sample attends to another; one log line says so, or
+warns for an attention implementation that may not (tests/trainers compares packed logits with unpacked ones).
 
 On a CPU the compute dtype is float32 and bf16 is off (bf16 matmuls are ~25x slower there), said in one log line;
 bitsandbytes >= 0.49 runs NF4 on a CPU, so the 4-bit path is the same code there as on a GPU.
@@ -13,20 +22,34 @@ bitsandbytes >= 0.49 runs NF4 on a CPU, so the 4-bit path is the same code there
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import logging
 import math
+import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from factory.errors import UserError
 from trainers.config import TrainConfig
-from trainers.data import encode_all, ensure_pad, read_conversations, resolve_splits, resolve_template
+from trainers.data import (
+    add_marker_tokens,
+    encode_all,
+    ensure_pad,
+    read_conversations,
+    resolve_splits,
+    resolve_template,
+)
 
 log = logging.getLogger("factory")
 
 DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
+# Attention implementations that keep packed samples apart: the first three get a block-diagonal mask built from
+# position_ids, flash attention ("flash_attention_2", "kernels-community/flash-attn" ...) gets varlen boundaries.
+PACKING_SAFE_ATTENTION = ("eager", "sdpa", "flex_attention")
 
 
 def _require_extra() -> None:
@@ -51,7 +74,9 @@ def resolve_model(name: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(name, local_files_only=True))
+        # HF_HUB_CACHE read now, not when huggingface_hub was imported (it caches the environment at import).
+        cache = os.environ.get("HF_HUB_CACHE") or None
+        return Path(snapshot_download(name, cache_dir=cache, local_files_only=True))
     except Exception:
         raise UserError(
             f"model {name}: not a local folder and not in the local Hugging Face cache (nothing is downloaded; "
@@ -74,7 +99,8 @@ def pick_device(cfg: TrainConfig) -> tuple[str, Any]:
     return device, torch.float32
 
 
-def _quantization_config(cfg: TrainConfig, dtype: Any) -> Any:
+def quantization_config(cfg: TrainConfig, dtype: Any) -> Any:
+    """The bitsandbytes config of the base (None without quantization)."""
     from transformers import BitsAndBytesConfig
 
     if cfg.quantization == "4bit":
@@ -90,11 +116,15 @@ def _quantization_config(cfg: TrainConfig, dtype: Any) -> Any:
     return None
 
 
-def load_model(model_dir: Path, cfg: TrainConfig, device: str, dtype: Any) -> Any:
+def load_model(
+    model_dir: Path, cfg: TrainConfig, device: str, dtype: Any, num_tokens: int | None = None
+) -> Any:
+    """The base model, quantised as configured, its embeddings grown to `num_tokens` rows when the tokenizer has
+    more tokens than the model has rows (markers added); never shrunk (many models pad their vocabulary)."""
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
-    quant = _quantization_config(cfg, dtype)
+    quant = quantization_config(cfg, dtype)
     model = AutoModelForCausalLM.from_pretrained(
         model_dir,
         dtype=dtype,
@@ -102,6 +132,9 @@ def load_model(model_dir: Path, cfg: TrainConfig, device: str, dtype: Any) -> An
         device_map={"": device} if quant is not None else None,
         local_files_only=True,
     )
+    if num_tokens is not None and num_tokens > model.get_input_embeddings().num_embeddings:
+        # New rows start at the mean of the old ones (transformers' mean_resizing); the adapter trains them.
+        model.resize_token_embeddings(num_tokens, mean_resizing=True)
     if quant is not None:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     model.config.use_cache = False  # the KV cache only costs memory while training
@@ -133,9 +166,12 @@ def _dataset(
     return Dataset.from_dict(columns), stats.as_dict()
 
 
-def _sft_config(cfg: TrainConfig, device: str, dtype: Any, has_eval: bool) -> Any:
-    import importlib.util
+def tensorboard_available() -> bool:
+    """Whether transformers' TensorBoard callback can write (it uses torch.utils.tensorboard or tensorboardX)."""
+    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
 
+
+def _sft_config(cfg: TrainConfig, device: str, dtype: Any, has_eval: bool) -> Any:
     import torch
     from trl import SFTConfig
 
@@ -173,13 +209,13 @@ def _sft_config(cfg: TrainConfig, device: str, dtype: Any, has_eval: bool) -> An
         metric_for_best_model="eval_loss" if early else None,
         greater_is_better=False if early else None,
         seed=cfg.seed,
-        report_to=["tensorboard"] if importlib.util.find_spec("tensorboard") else "none",
+        report_to=["tensorboard"] if tensorboard_available() else "none",
         disable_tqdm=True,
         dataset_num_proc=None,
     )
 
 
-def _lora_config(cfg: TrainConfig) -> Any:
+def _lora_config(cfg: TrainConfig, trainable_tokens: dict[str, list[int]] | None = None) -> Any:
     from peft import LoraConfig
 
     return LoraConfig(
@@ -189,6 +225,44 @@ def _lora_config(cfg: TrainConfig) -> Any:
         target_modules=cfg.lora.target_modules,
         bias="none",
         task_type="CAUSAL_LM",
+        trainable_token_indices=trainable_tokens,
+    )
+
+
+def trainable_token_layers(model: Any, token_ids: list[int]) -> dict[str, list[int]] | None:
+    """peft `trainable_token_indices` for added tokens: their rows of the input embedding and, when it is not tied
+    to it, of the output layer (to be read and to be emitted). None when no token was added.
+
+    peft stores the trained rows whole (`trainable_tokens_delta` holds the values, not a difference), so the
+    adapter alone carries the new tokens: a base resized to the tokenizer's length loads it, whatever values the
+    resize gave the new rows. A tied output layer is tied to the trained rows by peft itself."""
+    if not token_ids:
+        return None
+    names = {id(m): n for n, m in model.named_modules()}
+    embed, head = model.get_input_embeddings(), model.get_output_embeddings()
+    if getattr(head, "bias", None) is not None:
+        # peft's trainable-tokens forward drops an output bias (peft issue 3649): the logits would be wrong.
+        raise UserError(
+            "the model's output layer has a bias, which peft's trainable tokens do not support, so the template's "
+            "markers cannot be added: use `chat_template: auto` or a template whose markers the tokenizer has"
+        )
+    layers = {names[id(embed)]: list(token_ids)}
+    if head is not None and head.weight is not embed.weight:
+        layers[names[id(head)]] = list(token_ids)
+    return layers
+
+
+def packing_note(model: Any) -> str:
+    """One log line on whether packed samples stay apart in attention (see the module docstring)."""
+    impl = getattr(model.config, "_attn_implementation", None) or "eager"
+    if impl in PACKING_SAFE_ATTENTION or "flash" in impl:
+        return (
+            f"packing: samples packed padding-free (position_ids restart at 0 in each, the first token of each is "
+            f"not learned); {impl} attention stays within each sample"
+        )
+    return (
+        f"packing: the {impl} attention implementation may attend across packed samples (only eager, sdpa, "
+        "flex_attention and flash attention are known to keep them apart); set packing: false to be safe"
     )
 
 
@@ -203,7 +277,9 @@ def _callbacks(cfg: TrainConfig, tokenizer: Any, out: Path, has_eval: bool) -> l
             self.last = (time.monotonic(), 0)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = dict(logs or {})
+            # tokens_per_s goes into the trainer's own dict so the TensorBoard callback, run after this one,
+            # records it too (the trainer keeps its own copy in log_history).
+            logs = logs if logs is not None else {}
             now = time.monotonic()
             if "num_tokens" in logs and "loss" in logs:
                 t0, n0 = self.last
@@ -280,12 +356,26 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def train(cfg: TrainConfig, merge: bool = False) -> dict:
-    """Train the adapter described by `cfg`; returns the metrics written to OUTPUT_DIR/metrics.json."""
+@dataclass
+class Prepared:
+    """Everything `train` needs once the trainer is built (and tests look at)."""
+
+    trainer: Any
+    tokenizer: Any
+    model_dir: Path
+    out: Path
+    device: str
+    dtype: Any
+    stats: dict = field(default_factory=dict)
+    added_tokens: list[str] = field(default_factory=list)
+
+
+def build_trainer(cfg: TrainConfig) -> Prepared:
+    """Model, tokenizer, data, LoRA and callbacks wired into an `SFTTrainer`, ready to train."""
     _require_extra()
     import torch
     from transformers import AutoTokenizer, PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
+    from transformers.integrations import TensorBoardCallback
     from trl import SFTTrainer
 
     model_dir = resolve_model(cfg.model)
@@ -304,52 +394,117 @@ def train(cfg: TrainConfig, merge: bool = False) -> dict:
     tokenizer.chat_template = template  # saved with the adapter: inference formats prompts as training did
     log.info("model %s on %s (%s, quantization %s); %s; %s", model_dir, device, dtype, cfg.quantization,
              template_note, pad_note)  # fmt: skip
+    added = add_marker_tokens(tokenizer, template)
+    if added:
+        log.info("added special tokens %s (the tokenizer lacked the template's markers): their embedding and "
+                 "output rows are trained with the adapter", ", ".join(added))  # fmt: skip
     train_ds, train_stats = _dataset(tokenizer, template, train_files, cfg, "train")
     eval_ds, eval_stats = (
         _dataset(tokenizer, template, val_files, cfg, "validation") if val_files else (None, {})
     )
-    if cfg.packing and device == "cpu":
-        log.info("packing: attention is not kept within samples without a flash-attention backend")
 
     torch.manual_seed(cfg.seed)
-    model = load_model(model_dir, cfg, device, dtype)
+    model = load_model(model_dir, cfg, device, dtype, num_tokens=len(tokenizer) if added else None)
+    if cfg.packing:
+        log.info(packing_note(model))
+    token_layers = trainable_token_layers(model, tokenizer.convert_tokens_to_ids(added))
+    has_eval = eval_ds is not None
     trainer = SFTTrainer(
         model=model,
-        args=_sft_config(cfg, device, dtype, eval_ds is not None),
+        args=_sft_config(cfg, device, dtype, has_eval),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
-        peft_config=_lora_config(cfg),
-        callbacks=_callbacks(cfg, tokenizer, out, eval_ds is not None),
+        peft_config=_lora_config(cfg, token_layers),
+        callbacks=_callbacks(cfg, tokenizer, out, has_eval),
     )
     trainer.remove_callback(PrinterCallback)
+    tensorboard = trainer.pop_callback(TensorBoardCallback)
+    if tensorboard is not None:
+        trainer.add_callback(tensorboard)  # after LogCallback, which adds tokens_per_s to the logs
+        log.info("TensorBoard: tensorboard --logdir %s", out / "runs")
+    else:
+        log.info("TensorBoard is off (not installed: pip install tensorboard)")
     if device == "cpu":
         # trl casts a quantised model's adapter to bf16 (QLoRA's recommendation on a GPU); on a CPU keep float32.
         for param in trainer.model.parameters():
             if param.requires_grad:
                 param.data = param.data.float()
+    if token_layers:
+        # trl's fused LM head reads `lm_head.weight` and `lm_head.bias`; peft's wrapper of a trainable-token output
+        # layer (untied, or tied to the embedding) serves `.weight` (the merged rows, so gradients reach the new
+        # ones) but not `.bias`. The head has none (trainable_token_layers refuses one), so say so.
+        head = trainer.model.get_output_embeddings()
+        if head is not None and not hasattr(head, "bias"):
+            head.bias = None
+        # peft would save the whole resized embedding and output matrices with every checkpoint (fp32 after
+        # prepare_model_for_kbit_training: ~1 GB for a 7B model), but the trainable tokens already hold the new
+        # rows whole and the other rows are the base's, so the adapter alone restores the model.
+        trainer.model.save_pretrained = functools.partial(
+            trainer.model.save_pretrained, save_embedding_layers=False
+        )
     trainable, total = trainer.model.get_nb_trainable_parameters()
     log.info("LoRA r=%d on %s: %s trainable of %s parameters", cfg.lora.r, cfg.lora.target_modules,
              f"{trainable:,}", f"{total:,}")  # fmt: skip
+    return Prepared(
+        trainer=trainer,
+        tokenizer=tokenizer,
+        model_dir=model_dir,
+        out=out,
+        device=device,
+        dtype=dtype,
+        stats={"train": train_stats, "validation": eval_stats},
+        added_tokens=added,
+    )
 
+
+def train(cfg: TrainConfig, merge: bool = False) -> dict:
+    """Train the adapter described by `cfg`; returns the metrics written to OUTPUT_DIR/metrics.json."""
+    import torch
+    from transformers import EarlyStoppingCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    run = build_trainer(cfg)
+    trainer, out = run.trainer, run.out
     checkpoint = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
     if checkpoint:
         log.info("resuming from %s", checkpoint)
-    if device == "cuda":
+    if run.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     result = trainer.train(resume_from_checkpoint=checkpoint)
+    has_eval = trainer.eval_dataset is not None
     evals = [h for h in trainer.state.log_history if "eval_loss" in h]
-    if eval_ds is not None and (
+    if has_eval and (
         trainer.args.load_best_model_at_end or not evals or evals[-1]["step"] != trainer.state.global_step
     ):
         eval_metrics = trainer.evaluate()  # the final (or, with early stopping, the best) model
     else:
         eval_metrics = evals[-1] if evals else {}
 
+    early = next(
+        (c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStoppingCallback)), None
+    )
+    stopped_early = (
+        early is not None
+        and early.early_stopping_patience_counter >= early.early_stopping_patience
+        and trainer.state.global_step < trainer.state.max_steps
+    )
+    if stopped_early:
+        log.info(
+            "early stopping at step %d of %d: eval loss did not improve by more than %g in %d evaluation(s); "
+            "best %.4f at %s (loaded)",
+            trainer.state.global_step,
+            trainer.state.max_steps,
+            cfg.eval.early_stopping_threshold,
+            early.early_stopping_patience,
+            trainer.state.best_metric,
+            trainer.state.best_model_checkpoint,
+        )
+
     trainer.save_model(str(out))  # the adapter (adapter_config.json + adapter_model.safetensors)
-    tokenizer.save_pretrained(out)
+    run.tokenizer.save_pretrained(out)
     (out / "train_config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
-    metrics = _metrics(trainer, result, eval_metrics, train_stats, eval_stats, device, checkpoint)
+    metrics = _metrics(trainer, result, eval_metrics, run, checkpoint, stopped_early)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     log.info(
         "trained %d steps in %.1f s: train loss %.4f, eval loss %s, %s tokens/s -> %s",
@@ -361,11 +516,11 @@ def train(cfg: TrainConfig, merge: bool = False) -> dict:
         out,
     )
     if merge:
-        merge_adapter(model_dir, out, dtype)
+        merge_adapter(run.model_dir, out, run.dtype)
     return metrics
 
 
-def _metrics(trainer, result, eval_metrics, train_stats, eval_stats, device, checkpoint) -> dict:
+def _metrics(trainer, result, eval_metrics, run: Prepared, checkpoint, stopped_early: bool) -> dict:
     import torch
 
     history = trainer.state.log_history
@@ -380,30 +535,38 @@ def _metrics(trainer, result, eval_metrics, train_stats, eval_stats, device, che
         "eval_loss": eval_loss,
         "eval_perplexity": math.exp(eval_loss) if eval_loss is not None and eval_loss < 50 else None,
         "best_eval_loss": trainer.state.best_metric,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
         "steps": trainer.state.global_step,
+        "max_steps": trainer.state.max_steps,
+        "stopped_early": stopped_early,
         "epochs": trainer.state.epoch,
         "tokens_seen": int(tokens),
         "train_runtime_s": runtime,
         "tokens_per_s": round(tokens / runtime, 1) if runtime and tokens else None,
         "steps_per_s": result.metrics.get("train_steps_per_second"),
         "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3)
-        if device == "cuda"
+        if run.device == "cuda"
         else None,
-        "device": device,
+        "device": run.device,
         "resumed_from": checkpoint,
-        "data": {"train": train_stats, "validation": eval_stats},
+        "added_tokens": run.added_tokens,
+        "data": run.stats,
     }
 
 
 def merge_adapter(model_dir: Path, out: Path, dtype: Any) -> Path:
-    """Fold the adapter into an unquantised copy of the base and save it to OUTPUT_DIR/merged."""
+    """Fold the adapter into an unquantised copy of the base and save it to OUTPUT_DIR/merged (with the base's
+    embeddings grown to the saved tokenizer's length first when markers were added)."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    tokenizer = AutoTokenizer.from_pretrained(out)
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
+    if len(tokenizer) > base.get_input_embeddings().num_embeddings:
+        base.resize_token_embeddings(len(tokenizer))  # the new rows' values come from the adapter
     merged = PeftModel.from_pretrained(base, out).merge_and_unload()
     target = out / "merged"
     merged.save_pretrained(target)
-    AutoTokenizer.from_pretrained(out).save_pretrained(target)
+    tokenizer.save_pretrained(target)
     log.info("merged model -> %s", target)
     return target

@@ -18,6 +18,7 @@ from trainers.data import (
     ALPACA_SYSTEM,
     IGNORE,
     TEMPLATES,
+    add_marker_tokens,
     encode,
     encode_all,
     ensure_pad,
@@ -41,11 +42,11 @@ MARKERS = [
 EXTRA_WORDS = ["system", "user", "assistant", "###", "Instruction:", "Response:", "You", "are", "helpful"]
 
 
-def make_tokenizer(chat_template: str | None = TEMPLATE, pad: str | None = "<pad>"):
+def make_tokenizer(chat_template: str | None = TEMPLATE, pad: str | None = "<pad>", markers=tuple(MARKERS)):
     from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<pad>", "<unk>", "<s>", "</s>", *MARKERS]
+    specials = ["<pad>", "<unk>", "<s>", "</s>", *markers]
     words = list(dict.fromkeys(WORDS + EXTRA_WORDS + ALPACA_SYSTEM.split() + ["assistant."]))
     vocab = {t: i for i, t in enumerate(specials + words)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -116,6 +117,31 @@ def test_mask_is_exactly_the_assistant_turns(template, sample):
     text, _ = resolve_template(tok, template)
     enc = encode(tok, text, SINGLE if sample == "single" else MULTI, max_length=512)
     assert marked(tok, enc) == EXPECTED[(template, sample)]
+
+
+@pytest.mark.parametrize("template", ["chatml", "qwen", "llama3"])
+def test_missing_template_markers_become_special_tokens(template):
+    tok = make_tokenizer(markers=("<|user|>", "<|assistant|>", "<|system|>"))  # none of chatml's or llama3's
+    text, _ = resolve_template(tok, template)
+    size = len(tok)
+    added = add_marker_tokens(tok, text)
+    assert added == [m for m in MARKERS if m in text] and len(tok) == size + len(added)
+    assert add_marker_tokens(tok, text) == []  # now they are there
+    enc = encode(tok, text, MULTI, max_length=512)
+    assert (
+        marked(tok, enc) == EXPECTED[(template, "multi")]
+    )  # each marker one token, as with a native tokenizer
+
+
+def test_markers_are_left_alone_when_present_or_not_built_in():
+    tok = make_tokenizer(markers=())
+    assert add_marker_tokens(tok, TEMPLATES["alpaca"]) == []  # no markers
+    assert add_marker_tokens(tok, TEMPLATE) == []  # the tokenizer's own template: its own business
+    tok = make_tokenizer()
+    assert (
+        add_marker_tokens(tok, TEMPLATES["chatml"]) == []
+        and add_marker_tokens(tok, TEMPLATES["llama3"]) == []
+    )
 
 
 def test_auto_falls_back_to_chatml_without_a_tokenizer_template():
