@@ -18,12 +18,29 @@ candidate pairs only, in the driver.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from factory.errors import UserError
 
 INSTALL_HINT = "pip install 'factory[ray]'"
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not minutes, when nothing listens at a `host:port` or `ray://host:port` address (ray.init
+    retries a dead GCS address for about ten minutes before it gives up). `auto` is left to Ray."""
+    host_port = address.removeprefix("ray://")
+    host, sep, port = host_port.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(
+            f"cannot connect to the Ray cluster at {address}: nothing answers there ({exc.strerror or exc}); start "
+            "the head with `ray start --head` and give its address (HEAD_IP:6379, or ray://HEAD_IP:10001)"
+        ) from None
 
 
 class RayExecutor:
@@ -46,6 +63,7 @@ class RayExecutor:
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
             if self.address:
+                _check_reachable(self.address)
                 kwargs["address"] = self.address
             else:
                 kwargs["num_cpus"] = self.workers

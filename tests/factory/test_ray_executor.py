@@ -95,3 +95,26 @@ def test_ray_run_resumes_finished_shards(tmp_path, caplog):
     redone = {name for name in before if before[name] != after[name]}
     assert redone == {m.name.removesuffix(".json") for m in markers[:2]}
     assert again["clean"][2]["in"] == again["clean"][2]["out"] + again["clean"][2]["rejected"]
+
+
+def test_unreachable_cluster_address_is_exit_2_in_seconds(tmp_path, capsys):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path / "in.jsonl"
+    write_jsonl(data, corpus(10))
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        tmp_path / "run",
+        [{"path": data, "format": "messages"}],
+        executor="ray",
+        ray={"address": f"127.0.0.1:{port}"},
+    )
+    start = time.perf_counter()
+    assert run_cli("run", "clean", "-c", str(cfg)) == 2
+    assert time.perf_counter() - start < 30
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"cannot connect to the Ray cluster at 127.0.0.1:{port}: nothing answers there" in err
