@@ -21,20 +21,23 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check factory stages tests
-	$(VENV)/bin/ruff format --check factory stages tests
+	$(VENV)/bin/ruff check factory stages trainers evals tests
+	$(VENV)/bin/ruff format --check factory stages trainers evals tests
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format factory stages tests
-	$(VENV)/bin/ruff check --fix factory stages tests
+	$(VENV)/bin/ruff format factory stages trainers evals tests
+	$(VENV)/bin/ruff check --fix factory stages trainers evals tests
 
 bench: $(STAMP)
 	$(PY) tests/benchmarks/bench_clean.py
 
 docs: $(STAMP)
 	$(PY) -c "import re; from pathlib import Path; from factory.config import reference_markdown; from stages import STAGES; \
-	p = Path('README.md'); table = reference_markdown({n: c.Config for n, c in STAGES.items()}); \
-	p.write_text(re.sub(r'(<!-- config-reference:start -->\n).*?(<!-- config-reference:end -->)', lambda m: m[1] + table + '\n' + m[2], p.read_text(), flags=re.S))"
+	from trainers.config import reference_table as train_table; from evals.config import reference_table as eval_table; \
+	p = Path('README.md'); text = p.read_text(); \
+	tables = {'config-reference': reference_markdown({n: c.Config for n, c in STAGES.items()}), 'train-config-reference': train_table(), 'eval-config-reference': eval_table()}; \
+	text = [text := re.sub(rf'(<!-- {k}:start -->\n).*?(<!-- {k}:end -->)', lambda m: m[1] + t.rstrip() + '\n' + m[2], text, flags=re.S) for k, t in tables.items()][-1]; \
+	p.write_text(text)"
 
 clean-runs:
 	rm -rf runs

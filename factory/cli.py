@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_parser(sub)
     _add_audit_parser(sub)
     _add_train_parser(sub)
+    _add_eval_parser(sub)
     return parser
 
 
@@ -110,6 +111,46 @@ def _add_train_parser(sub) -> None:
     train.add_argument(
         "--merge", action="store_true", help="also write the merged model to OUTPUT_DIR/merged"
     )
+
+
+EVAL_HELP = """\
+Score a model, or a base model + the adapter `factory train` wrote, on HumanEval and MBPP (pass@k: every
+completion runs against the benchmark's tests in a sandbox: its own process and temporary folder, CPU, memory,
+file-size and process limits, a timeout, an empty environment and, where the machine allows, no network), GSM8K
+(the final number) and MMLU (the answer letter). Generates with transformers in-process or through an
+OpenAI-compatible endpoint (answers cached in OUTPUT_DIR/_cache, so a re-run asks nothing twice), or scores a
+file of completions in human-eval's samples format (--completions). Writes OUTPUT_DIR/results.json (scores with
+95% intervals, per-task outcomes, model and adapter fingerprints) and completions.jsonl, and prints a table. When
+the training run's decontam stage found items of a benchmark in the data, the result carries that warning.
+"""
+
+EVAL_EXAMPLES = """\
+examples:
+  factory eval -c configs/eval/adapter.yaml                   # the trained adapter on all four benchmarks
+  factory eval -c configs/eval/adapter.yaml --limit 20        # a quick look: 20 tasks per benchmark
+  factory eval -c configs/eval/endpoint.yaml                  # a model served by vLLM / Ollama / OpenAI
+  factory eval -c configs/eval/adapter.yaml --completions samples.jsonl   # score answers made elsewhere
+"""
+
+
+def _add_eval_parser(sub) -> None:
+    ev = sub.add_parser(
+        "eval",
+        help="score a model or adapter: pass@k on HumanEval/MBPP in a sandbox, GSM8K/MMLU accuracy",
+        description=EVAL_HELP,
+        epilog=EVAL_EXAMPLES + "\n" + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument(
+        "-c", "--config", required=True, help="YAML eval config (model, benchmarks, output_dir, ...)"
+    )
+    ev.add_argument(
+        "--completions",
+        metavar="FILE",
+        help="score this JSONL of {task_id, completion} (human-eval's samples format) instead of generating",
+    )
+    ev.add_argument("--limit", type=int, metavar="N", help="only the first N tasks of each benchmark")
+    ev.add_argument("--output-dir", metavar="DIR", help="override the config's output_dir")
 
 
 REPORT_HELP = """\
@@ -203,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             return _audit(args)
         if args.command == "train":
             return _train(args)
+        if args.command == "eval":
+            return _eval(args, console)
         return EXIT_USER
     except UserError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
@@ -242,6 +285,21 @@ def _train(args: argparse.Namespace) -> int:
     from trainers.sft import train
 
     train(load_train_config(args.config), merge=args.merge)
+    return EXIT_OK
+
+
+def _eval(args: argparse.Namespace, console) -> int:
+    from evals.config import load_eval_config
+    from evals.run import evaluate
+
+    cfg = load_eval_config(args.config)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise UserError("--limit must be at least 1")
+        cfg.limit = args.limit
+    if args.output_dir:
+        cfg.output_dir = args.output_dir
+    evaluate(cfg, completions=args.completions, console=console)
     return EXIT_OK
 
 

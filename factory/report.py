@@ -10,7 +10,9 @@ Owns the figures of a run as a whole, gathered from what the stages left in RUN_
   tokens (`factory.tokens`, the count `mix` uses), user turns per conversation, records and tokens per source;
 - the stage-specific figures of the manifests: dedup cluster sizes, PII entities by type, contamination per
   benchmark, synth requests / cache hits / tokens (whatever numbers its manifest holds), and the mix stage's
-  format, splits, copies and planned vs achieved mixture (records per split and source counted in its shards).
+  format, splits, copies and planned vs achieved mixture (records per split and source counted in its shards);
+- the `factory eval` results registered with the run (`RUN_DIR/evals/*.json`): scores of the models trained on
+  its data, with how many of each benchmark's items decontam found in that data.
 
 Sources: `RUN_DIR/<stage>/manifest.json` (tiny; read with json), and, queried in place by duckdb,
 `RUN_DIR/<stage>/part-*.parquet`, `.../rejects/part-*.parquet`, `.../_shards/*.json` (an unfinished stage's
@@ -391,6 +393,37 @@ def decontam_figures(m: dict) -> dict:
     }
 
 
+def eval_figures(run_dir: Path) -> list[dict]:
+    """One row per score of each `factory eval` registered with the run (RUN_DIR/evals/*.json), newest first."""
+    rows = []
+    for path in sorted((run_dir / "evals").glob("*.json")):
+        entry = shards.read_json(path) or {}
+        model = (entry.get("model") or {}).get("name", "?")
+        adapter = (entry.get("adapter") or {}).get("path")
+        for name, bench in (entry.get("benchmarks") or {}).items():
+            hit = (bench.get("contamination") or {}).get("items_hit")
+            for label, value in (bench.get("scores") or {}).items():
+                if not isinstance(value, dict):
+                    continue
+                rows.append(
+                    {
+                        "eval": path.stem,
+                        "model": model,
+                        "adapter": adapter,
+                        "finished_at": entry.get("finished_at"),
+                        "benchmark": name,
+                        "metric": label,
+                        "score": value.get("score"),
+                        "ci95": value.get("ci95"),
+                        "tasks": value.get("tasks"),
+                        "items_hit_in_training_data": hit,
+                        "results": entry.get("results"),
+                    }
+                )
+    rows.sort(key=lambda r: r["finished_at"] or "", reverse=True)
+    return rows
+
+
 def synth_figures(m: dict) -> dict:
     """Whatever numbers the synth manifest holds (its `synth` section, else its own top-level figures), with
     requests, cache hits and tokens picked out by name where present."""
@@ -497,6 +530,7 @@ def build_summary(run: ReportRun) -> dict:
         "decontam": decontam_figures(stage["decontam"].manifest) if "decontam" in stage else None,
         "synth": synth_figures(stage["synth"].manifest) if "synth" in stage else None,
         "mix": mix_figures(run, mix) if mix is not None else None,
+        "evals": eval_figures(run.run_dir),
         "figures": {
             s.name: _numeric_leaves({k: v for k, v in s.manifest.items() if k not in COMMON_KEYS})
             for s in run.stages
@@ -618,6 +652,13 @@ def print_summary(summary: dict, folder: Path, console: Console) -> None:
     if m := summary["mix"]:
         split = ", ".join(f"{k} {v:,}" for k, v in m["split"].items())
         lines.append(f"mix: {m['format'] or '?'} format, {split or 'no splits'}, {_num(m['copies'])} copies")
+    for e in summary.get("evals") or []:
+        hit = (
+            f" ({e['items_hit_in_training_data']} items were in the training data)"
+            if e["items_hit_in_training_data"]
+            else ""
+        )
+        lines.append(f"eval {e['eval']}: {e['benchmark']} {e['metric']} {e['score']:.3f}{hit}")
     for line in lines:
         console.print(Text(line))
     console.print(

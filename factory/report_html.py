@@ -59,6 +59,7 @@ def render(summary: dict) -> str:
         _decontam(summary["decontam"]),
         _synth(summary["synth"]),
         _mix(summary["mix"]),
+        _evals(summary.get("evals") or []),
         _figures(summary["figures"]),
     ]
     body = "\n".join(p for p in parts if p)
@@ -288,6 +289,41 @@ def _decontam(c: dict | None) -> str:
         f"<code>factory audit RUN_DIR</code> shows the matches.</p>"
         f"{_table(['benchmark', 'split', 'items', 'items found', 'records removed'], rows, {2, 3, 4})}"
         "</section>"
+    )
+
+
+def _evals(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    body = [
+        [
+            r["eval"],
+            r["model"] + (" + adapter" if r["adapter"] else ""),
+            r["benchmark"],
+            r["metric"],
+            f"{r['score']:.3f}" if r["score"] is not None else "",
+            f"{r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}" if r["ci95"] and None not in r["ci95"] else "",
+            _n(r["tasks"]),
+            _n(r["items_hit_in_training_data"])
+            if r["items_hit_in_training_data"] is not None
+            else "not checked",
+        ]
+        for r in rows
+    ]
+    header = [
+        "eval",
+        "model",
+        "benchmark",
+        "metric",
+        "score",
+        "95% interval",
+        "tasks",
+        "items in training data",
+    ]
+    return (
+        "<section><h2>Evaluations</h2><p class='muted'><code>factory eval</code> runs of models trained on this "
+        "run's data; items in training data: benchmark items decontam found (and removed) upstream.</p>"
+        f"{_table(header, body, {4, 6})}</section>"
     )
 
 

@@ -10,6 +10,11 @@ text afterwards, as OpenAI does (generation itself runs on to EOS or max_tokens:
 needs tokenizer internals that not every tokenizer has). Prompt tokens count once per request, completion tokens
 per choice, every generated token included.
 
+`factory eval` also passes a LoRA `adapter` folder (merged into the base after loading; its saved tokenizer is
+used when there is one, with the embeddings resized to it), a `chat_template` to use instead of the tokenizer's,
+and a `model_key` for the cache (content hashes of the model and adapter, so a retrained adapter at the same
+path never reuses old answers).
+
 A batch is seeded with `torch.manual_seed(seed of its first request)`, so a run is reproducible for the same
 requests and `batch_size`, though one request's sample depends on the batch it landed in. The cache key does not
 know this: a cached answer is reused whatever batch it came from, which is what resuming wants.
@@ -18,6 +23,7 @@ know this: a cached answer is reused whatever batch it came from, which is what 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +36,14 @@ log = logging.getLogger("factory")
 
 
 class TransformersClient(BaseClient):
-    def __init__(self, cfg: BackendConfig, cache: ResponseCache | None) -> None:
+    def __init__(
+        self,
+        cfg: BackendConfig,
+        cache: ResponseCache | None,
+        adapter: Path | None = None,
+        chat_template: str | None = None,
+        model_key: str | None = None,
+    ) -> None:
         folder = Path(cfg.model)
         if not (folder / "config.json").is_file():
             raise UserError(
@@ -44,22 +57,30 @@ class TransformersClient(BaseClient):
             raise UserError(
                 "backend.kind transformers needs torch and transformers (pip install -e '.[embed]')"
             ) from None
-        super().__init__(str(cfg.model), defaults_of(cfg), cache)
+        super().__init__(model_key or str(cfg.model), defaults_of(cfg), cache)
         self.cfg = cfg
         self._torch = torch
         use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
         if cfg.device == "cuda" and not torch.cuda.is_available():
             raise UserError("backend.device: cuda asked for, but torch sees no CUDA device")
         self.device = "cuda" if use_cuda else "cpu"
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        own_tokenizer = adapter is not None and (adapter / "tokenizer_config.json").is_file()
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            adapter if own_tokenizer else folder, local_files_only=True
+        )
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        if chat_template:
+            self.tokenizer.chat_template = chat_template
         if not getattr(self.tokenizer, "chat_template", None):
             raise UserError(f"backend.model: the tokenizer in {cfg.model} has no chat template")
-        self.model_obj = AutoModelForCausalLM.from_pretrained(
+        model = AutoModelForCausalLM.from_pretrained(
             folder, local_files_only=True, dtype="auto" if use_cuda else torch.float32
-        ).to(self.device)
+        )
+        if adapter is not None:
+            model = _with_adapter(model, adapter, len(self.tokenizer))
+        self.model_obj = model.to(self.device)
         self.model_obj.eval()
         eos = self.model_obj.generation_config.eos_token_id
         if eos is None:
@@ -144,3 +165,20 @@ class TransformersClient(BaseClient):
         if cuts:
             text, reason = text[: min(cuts)], "stop"
         return text, reason, len(used)
+
+
+def _with_adapter(model, adapter: Path, vocab: int):
+    """The base with a LoRA adapter merged in (plain weights generate faster than a PeftModel)."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise UserError("adapter: loading an adapter needs peft (pip install -e '.[train]')") from None
+    if not (adapter / "adapter_config.json").is_file():
+        raise UserError(
+            f"adapter: {adapter} has no adapter_config.json (give the output_dir of factory train)"
+        )
+    if vocab > model.get_input_embeddings().num_embeddings:  # the trainer added template markers as tokens
+        model.resize_token_embeddings(vocab)
+    with warnings.catch_warnings():  # peft calls a transformers method that warns it is deprecated
+        warnings.simplefilter("ignore", FutureWarning)
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()

@@ -266,10 +266,9 @@ def locate(spec: BenchmarkSpec) -> Source:
     return Source(spec, tuple(paths), split, hashlib.blake2b(blob, digest_size=12).hexdigest())
 
 
-def load(spec: BenchmarkSpec, source: Source | None = None) -> Benchmark:
-    """The items of one benchmark."""
-    source = source or locate(spec)
-    builtin = BUILTINS.get(spec.name)
+def read_rows(source: Source) -> list[dict]:
+    """The raw rows of a located benchmark (its protected split only, when the rows name their split); `factory
+    eval` reads its prompts and answers from these."""
     split, paths = source.split, list(source.paths)
     if paths[0].is_dir():
         rows = _rows_of_datasets_folder(paths[0], split)
@@ -277,6 +276,15 @@ def load(spec: BenchmarkSpec, source: Source | None = None) -> Benchmark:
         rows = [r for p in paths for r in _rows_of_file(p)]
     if split and rows and isinstance(rows[0], dict) and "split" in rows[0]:
         rows = [r for r in rows if r.get("split") == split]
+    return rows
+
+
+def load(spec: BenchmarkSpec, source: Source | None = None) -> Benchmark:
+    """The items of one benchmark."""
+    source = source or locate(spec)
+    builtin = BUILTINS.get(spec.name)
+    paths = list(source.paths)
+    rows = read_rows(source)
     make = builtin.make if builtin and not spec.fields else _generic(spec)
     items = []
     for i, row in enumerate(rows):
@@ -287,7 +295,7 @@ def load(spec: BenchmarkSpec, source: Source | None = None) -> Benchmark:
             item.id = f"{spec.name}/{row[spec.id_field]}"
         items.append(item)
     where = str(paths[0]) if len(paths) == 1 else f"{paths[0].parent} ({len(paths)} files)"
-    return Benchmark(spec.name, items, where, split, len(rows))
+    return Benchmark(spec.name, items, where, source.split, len(rows))
 
 
 def _field(row: dict, dotted: str) -> str:

@@ -325,3 +325,37 @@ def test_mix_and_synth_stages_are_shown(run_dir, tmp_path):
     assert any("mix: manifest says 3 rejected as mix_downsampled" in w for w in s["warnings"])
     page = (run / "report" / "index.html").read_text()
     assert "mix planned" in page and "Synth" in page and "cache hit rate" in page
+
+
+def test_evals_registered_with_the_run_are_shown(run_dir, tmp_path, capsys):
+    from evals.run import _register
+
+    run = _copy(run_dir, tmp_path)
+    results = {
+        "model": {"name": "base-7b"},
+        "adapter": {"path": "out/qlora"},
+        "finished_at": "2026-11-23T20:00:00+00:00",
+        "benchmarks": {
+            "gsm8k": {
+                "metric": "accuracy",
+                "scores": {"accuracy": {"score": 0.4125, "ci95": [0.38, 0.44], "tasks": 1319}},
+                "contamination": {"items_hit": 2, "records_removed": 2, "items": ["gsm8k/test/5"]},
+                "per_task": [{"task_id": "gsm8k/test/0"}],
+            }
+        },
+    }
+    _register(run, tmp_path / "eval-out", results)
+    summary = rep.report(run, as_json=True)
+    capsys.readouterr()
+    (row,) = summary["evals"]
+    assert (row["benchmark"], row["metric"], row["score"], row["items_hit_in_training_data"]) == (
+        "gsm8k",
+        "accuracy",
+        0.4125,
+        2,
+    )
+    assert row["adapter"] == "out/qlora" and row["results"].endswith("eval-out/results.json")
+    page = (run / "report" / "index.html").read_text()
+    assert "Evaluations" in page and "0.412" in page and "base-7b + adapter" in page
+    rep.report(run)
+    assert "eval eval-out-" in capsys.readouterr().out

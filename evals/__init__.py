@@ -1,0 +1,1 @@
+"""factory eval: benchmark scoring of a base model or a trained adapter."""
