@@ -27,21 +27,14 @@ from pathlib import Path
 
 import orjson
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from evals import tasks as T
 from evals.config import CODE_BENCHMARKS, EvalConfig
 from evals.scores import accuracy, summarise
 from factory.errors import UserError
-from factory.shards import read_json, write_json, write_text
+from factory.log import progress_bar
+from factory.shards import jsonl_objects, read_json, write_json, write_text
 
 log = logging.getLogger("factory")
 
@@ -120,7 +113,7 @@ def _generate(cfg: EvalConfig, tasks: dict[str, list[T.Task]], console: Console 
     client = make_client(cfg, model_dir, adapter_dir, key)
     samples: dict[str, dict[str, list[dict]]] = {}
     try:
-        with _progress(console) as bar:
+        with progress_bar(console) as bar:
             for name, items in tasks.items():
                 job = bar.add_task(f"generate {name}", total=len(items))
                 results = generate(client, items, cfg, lambda done, job=job: bar.update(job, completed=done))
@@ -145,26 +138,19 @@ def read_completions(path: Path) -> dict[str, dict[str, list[dict]]]:
     if not path.is_file():
         raise UserError(f"--completions: {path} does not exist")
     out: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise UserError(f"{path}:{n}: not valid JSON ({exc})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("task_id"), str):
-                raise UserError(f"{path}:{n}: needs a string `task_id` (human-eval's samples format)")
-            completion = row.get("completion")
-            if not isinstance(completion, str):
-                raise UserError(f"{path}:{n}: needs a string `completion`")
-            task_id = T.normalise_id(row["task_id"])
-            name = T.benchmark_of(task_id)
-            if name is None:
-                raise UserError(
-                    f"{path}:{n}: task_id {row['task_id']!r} is not a humaneval, mbpp, gsm8k or mmlu id"
-                )
-            out[name][task_id].append({"completion": completion})
+    for n, row in jsonl_objects(path):
+        if not isinstance(row.get("task_id"), str):
+            raise UserError(f"{path}:{n}: needs a string `task_id` (human-eval's samples format)")
+        completion = row.get("completion")
+        if not isinstance(completion, str):
+            raise UserError(f"{path}:{n}: needs a string `completion`")
+        task_id = T.normalise_id(row["task_id"])
+        name = T.benchmark_of(task_id)
+        if name is None:
+            raise UserError(
+                f"{path}:{n}: task_id {row['task_id']!r} is not a humaneval, mbpp, gsm8k or mmlu id"
+            )
+        out[name][task_id].append({"completion": completion})
     if not out:
         raise UserError(f"--completions: {path} holds no completions")
     return out
@@ -219,7 +205,7 @@ def _score(
                 programs.append(T.program(task, completion))
                 owners.append(i)
         outcomes: dict[int, list] = defaultdict(list)
-        with _progress(console) as bar:
+        with progress_bar(console) as bar:
             job = bar.add_task(f"run {name}", total=len(programs))
             results = run_many(programs, limits, cfg.sandbox.workers, on_done=lambda i, o: bar.advance(job))
         for owner, outcome in zip(owners, results, strict=True):
@@ -382,16 +368,3 @@ def print_table(results: dict, out: Path, console: Console | None) -> None:
         for warning in bench["warnings"]:
             console.print(f"[yellow]warning:[/yellow] {name}: {warning}", highlight=False)
     console.print(f"results: {out / 'results.json'}", highlight=False)
-
-
-def _progress(console: Console | None) -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=console is None or not console.is_terminal,
-    )

@@ -225,7 +225,21 @@ def reference_rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, 
 
 def reference_markdown(stage_sections: dict[str, type[Section]]) -> str:
     """The config reference table the README carries (tests keep the two equal)."""
-    model = build_config_model(stage_sections)
+    return key_table(build_config_model(stage_sections))
+
+
+def key_table(model: type[BaseModel]) -> str:
+    """A Markdown table of a config model's keys: key path, default, meaning (the README's reference tables)."""
     lines = ["| key | default | meaning |", "| --- | --- | --- |"]
     lines += [f"| `{k}` | {d} | {m} |" for k, d, m in reference_rows(model)]
     return "\n".join(lines)
+
+
+def load_model_config(path: str | Path, model: type[BaseModel], needs: str) -> Any:
+    """Read and validate a YAML config of `model` (factory train, factory eval); any problem is a ConfigError
+    naming the file and the key. `needs` completes "a config must be a mapping with at least ..."."""
+    raw = read_yaml_mapping(path, needs)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_error(exc, model)}") from None

@@ -1,4 +1,5 @@
-"""Logging: a `rich` console on stderr for people, and a plain `RUN_DIR/factory.log` that keeps every run's story."""
+"""Logging: a `rich` console on stderr for people, a plain `RUN_DIR/factory.log` that keeps every run's story, and
+the one progress bar style of long work."""
 
 from __future__ import annotations
 
@@ -6,6 +7,15 @@ import logging
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 LOGGER = "factory"
 
@@ -49,3 +59,19 @@ def add_run_log(run_dir: Path) -> logging.Handler:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger(LOGGER).addHandler(handler)
     return handler
+
+
+def progress_bar(console: Console | None, *extra: ProgressColumn) -> Progress:
+    """The one progress bar style: spinner, description, bar, done/total, `extra` columns, elapsed. Shown only on
+    a terminal, and gone when finished (the log line that follows says what happened)."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *extra,
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=console is None or not console.is_terminal,
+    )

@@ -32,19 +32,13 @@ from typing import Any
 
 import orjson
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress, TextColumn
 
 from factory import ingest, shards
 from factory.config import Section, config_hash
 from factory.errors import StrictError, UserError
 from factory.executors.local import LocalExecutor
+from factory.log import progress_bar
 from factory.stage import GENERATED, InputShard, PrepareContext, ShardContext, Stage, merge_counters
 
 log = logging.getLogger("factory")
@@ -423,17 +417,7 @@ def funnel_line(manifest: dict) -> str:
 
 
 def _progress(console: Console | None) -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=console is None or not console.is_terminal,
-    )
+    return progress_bar(console, TextColumn("{task.fields[rate]}"))
 
 
 def _now() -> str:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from factory.errors import UserError
 
 TEMP_PREFIX = ".tmp-"
 
@@ -95,6 +98,22 @@ def read_json(path: Path) -> dict | None:
         return orjson.loads(path.read_bytes())
     except (FileNotFoundError, orjson.JSONDecodeError):
         return None
+
+
+def jsonl_objects(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a small JSONL file a user gives (seed tasks, eval
+    completions); a line that is not a JSON object is a UserError naming `path:line`."""
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise UserError(f"{path}:{n}: not valid JSON ({exc})") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{path}:{n}: not a JSON object")
+            yield n, obj
 
 
 def read_table(path: Path) -> pa.Table:

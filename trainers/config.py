@@ -12,10 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from factory.config import Section, describe_error, read_yaml_mapping
-from factory.errors import ConfigError
+from factory.config import Section, key_table, load_model_config
 
 TemplateName = Literal["auto", "chatml", "llama3", "qwen", "alpaca"]
 
@@ -176,17 +175,9 @@ class TrainConfig(Section):
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read and validate a train recipe; any problem is a ConfigError naming the file and the key."""
-    raw = read_yaml_mapping(path, "model, data and output_dir")
-    try:
-        return TrainConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe_error(exc, TrainConfig)}") from None
+    return load_model_config(path, TrainConfig, "model, data and output_dir")
 
 
 def reference_table() -> str:
-    """The README's `factory train` key table (tests/trainers keeps the two equal)."""
-    from factory.config import reference_rows
-
-    lines = ["| key | default | meaning |", "| --- | --- | --- |"]
-    lines += [f"| `{k}` | {d} | {m} |" for k, d, m in reference_rows(TrainConfig)]
-    return "\n".join(lines)
+    """The README's `factory train` key table (a test keeps the two equal)."""
+    return key_table(TrainConfig)

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from factory.errors import UserError
 from factory.llm.client import ChatRequest, ChatResult, Client
+from factory.shards import jsonl_objects
 from stages.synth import evol_instruct, oss_instruct, self_instruct
 from stages.synth.config import SynthConfig
 from stages.synth.rouge import RougePool
@@ -55,17 +56,10 @@ def read_seed_tasks(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise UserError(f"stages.synth.seeds: {path}: no such file")
     tasks = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                task = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise UserError(f"{path}:{n}: not JSON: {e}") from None
-            if not isinstance(task, dict) or not isinstance(task.get("instruction"), str):
-                raise UserError(f"{path}:{n}: a seed task needs a string `instruction`")
-            tasks.append(task)
+    for n, task in jsonl_objects(path):
+        if not isinstance(task.get("instruction"), str):
+            raise UserError(f"{path}:{n}: a seed task needs a string `instruction`")
+        tasks.append(task)
     if not tasks:
         raise UserError(f"{path}: no seed tasks")
     return tasks
