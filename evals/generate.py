@@ -93,22 +93,17 @@ def make_client(cfg: EvalConfig, model: Path | None, adapter: Path | None, model
     template = None if cfg.chat_template == "auto" else TEMPLATES[cfg.chat_template]
     cache = ResponseCache(cache_path)
     try:
-        client = TransformersClient(
-            backend, cache, adapter=adapter, chat_template=template, model_key=model_key
+        return TransformersClient(
+            backend,
+            cache,
+            adapter=adapter,
+            chat_template=template,
+            model_key=model_key,
+            fallback_template=TEMPLATES["chatml"],  # as the trainer does for a tokenizer without one
         )
-    except UserError as exc:
-        cache.close()
-        if "has no chat template" in str(exc) and cfg.chat_template == "auto":
-            template = TEMPLATES["chatml"]  # as the trainer does for a tokenizer without one
-            cache = ResponseCache(cache_path)
-            return TransformersClient(
-                backend, cache, adapter=adapter, chat_template=template, model_key=model_key
-            )
-        raise
     except BaseException:
         cache.close()
         raise
-    return client
 
 
 def request_for(task: Task, cfg: EvalConfig) -> ChatRequest:

@@ -11,9 +11,9 @@ needs tokenizer internals that not every tokenizer has). Prompt tokens count onc
 per choice, every generated token included.
 
 `factory eval` also passes a LoRA `adapter` folder (merged into the base after loading; its saved tokenizer is
-used when there is one, with the embeddings resized to it), a `chat_template` to use instead of the tokenizer's,
-and a `model_key` for the cache (content hashes of the model and adapter, so a retrained adapter at the same
-path never reuses old answers).
+used when there is one, with the embeddings resized to it), a `chat_template` to use instead of the tokenizer's
+(or a `fallback_template` for a tokenizer without one), and a `model_key` for the cache (content hashes of the
+model and adapter, so a retrained adapter at the same path never reuses old answers).
 
 A batch is seeded with `torch.manual_seed(seed of its first request)`, so a run is reproducible for the same
 requests and `batch_size`, though one request's sample depends on the batch it landed in. The cache key does not
@@ -43,6 +43,7 @@ class TransformersClient(BaseClient):
         adapter: Path | None = None,
         chat_template: str | None = None,
         model_key: str | None = None,
+        fallback_template: str | None = None,
     ) -> None:
         folder = Path(cfg.model)
         if not (folder / "config.json").is_file():
@@ -73,6 +74,8 @@ class TransformersClient(BaseClient):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if chat_template:
             self.tokenizer.chat_template = chat_template
+        elif not getattr(self.tokenizer, "chat_template", None) and fallback_template:
+            self.tokenizer.chat_template = fallback_template
         if not getattr(self.tokenizer, "chat_template", None):
             raise UserError(f"backend.model: the tokenizer in {cfg.model} has no chat template")
         model = AutoModelForCausalLM.from_pretrained(

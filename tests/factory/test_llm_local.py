@@ -99,3 +99,27 @@ def test_stop_strings_cut_the_text(model_dir):
     (cut,) = client.complete_all([ChatRequest(messages=(("user", "the dog"),), params=(("stop", [word]),))])
     assert cut.texts == [plain.texts[0][: plain.texts[0].find(word)]]
     assert cut.finish_reasons == ["stop"]
+
+
+def test_named_and_fallback_templates(model_dir, tmp_path):
+    import shutil
+
+    from factory.errors import UserError
+    from factory.llm.local import TransformersClient
+
+    bare = tmp_path / "no-template"
+    shutil.copytree(model_dir, bare)
+    tok = transformers.AutoTokenizer.from_pretrained(bare)
+    tok.chat_template = None
+    tok.save_pretrained(bare)
+    (bare / "chat_template.jinja").unlink(missing_ok=True)
+    assert not transformers.AutoTokenizer.from_pretrained(bare).chat_template
+    with pytest.raises(UserError, match="has no chat template"):
+        TransformersClient(backend(bare), None)
+    fallback = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    client = TransformersClient(backend(bare, max_tokens=2), None, fallback_template=fallback)
+    assert client._prompt(ChatRequest(messages=(("user", "the cat"),))) == "the cat "
+    named = TransformersClient(
+        backend(model_dir), None, chat_template=fallback
+    )  # replaces the tokenizer's own
+    assert named._prompt(ChatRequest(messages=(("user", "a dog"),))) == "a dog "
