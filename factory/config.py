@@ -36,7 +36,11 @@ FileType = Literal["jsonl", "json", "parquet", "csv", "tsv", "hf_disk", "hf"]
 class InputSpec(Section):
     """One entry of `inputs:`: where records come from and how to read them."""
 
-    path: str = Field(description="A file, a directory or a glob. Text files may be compressed (.gz, .zst).")
+    path: str = Field(
+        description="A file, a directory or a glob; local, or a URI pyarrow's filesystems read "
+        "(s3://bucket/prefix/, gs://..., hdfs://..., file:///...; the driver reads it). Text files may be "
+        "compressed (.gz, .zst)."
+    )
     format: InputFormat | None = Field(
         default=None,
         description="Record format. Omitted: detected from the first record (the log says which).",

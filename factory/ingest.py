@@ -10,6 +10,10 @@ Reading is split in two so that both cores work even on one big file:
 Memory: bounded by the chunks in flight, except for JSON arrays, which are parsed whole (a JSON array has no
 record boundaries to stream by; use JSONL for large corpora) and `hf` datasets, which `datasets` memory-maps.
 
+Remote inputs: a `path` that is a URI (`s3://bucket/prefix/`, `gs://...`, `file:///...`) is listed and read by
+`factory.remote` through pyarrow's filesystem layer, with the rules of local paths. Local paths keep their own
+code path (`open`, `glob`, `os.stat`): pyarrow.fs adds nothing there.
+
 Reject reasons: `bad_encoding`, `malformed_json`, `malformed_csv_row`, plus the conversion faults of
 `factory.records` (`missing_field`, `wrong_type`, `empty_conversation`, `bad_role`, `bad_role_order`,
 `non_text_content`). Bad files (missing, unreadable, no records) raise `InputError`.
@@ -17,6 +21,7 @@ Reject reasons: `bad_encoding`, `malformed_json`, `malformed_csv_row`, plus the 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import gzip
@@ -36,6 +41,7 @@ import pyarrow.parquet as pq
 from factory.config import IngestConfig, InputSpec
 from factory.errors import InputError, StrictError
 from factory.records import RecordFault, detect_format, to_record
+from factory.remote import Remote, describe, is_uri, list_uri, open_file, open_stream, shown_uri
 from factory.stage import ShardResult, reject_row
 
 TEXT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv"}
@@ -44,13 +50,15 @@ COMPRESSIONS = (".gz", ".zst")
 
 @dataclass
 class InputFile:
-    """One resolved input file with the spec it came from."""
+    """One resolved input file with the spec it came from. `path` is what origins and logs show: the local
+    path, or the object's URI without query or credentials (then `remote` says where to read it)."""
 
     path: str
     type: str
     spec: InputSpec
     format: str | None = None
     detected: bool = False
+    remote: Remote | None = None
 
 
 @dataclass
@@ -116,10 +124,19 @@ def file_type(path: str) -> str | None:
 
 
 def resolve_inputs(specs: list[InputSpec]) -> list[InputFile]:
-    """Expand every spec's path (file, directory or glob) into files, in a stable order."""
+    """Expand every spec's path (file, directory or glob; local or a URI) into files, in a stable order."""
     files: list[InputFile] = []
     for i, spec in enumerate(specs):
         where = f"inputs[{i}].path"
+        if is_uri(spec.path):
+            if spec.type in ("hf", "hf_disk"):
+                raise InputError(
+                    f"{where}: {shown_uri(spec.path)}: `type: {spec.type}` reads local `datasets` folders "
+                    "only; copy the dataset to a local path, or point `path` at its Parquet/JSONL files on the store"
+                )
+            listed = list_uri(spec.path, where, lambda p, spec=spec: bool(spec.type or file_type(p)))
+            files += [InputFile(p, _typed(p, spec), spec, format=spec.format, remote=r) for p, r in listed]
+            continue
         if spec.type == "hf":
             if not os.path.exists(spec.path):
                 raise InputError(f"{where}: {spec.path}: no such dataset directory")
@@ -143,13 +160,17 @@ def resolve_inputs(specs: list[InputSpec]) -> list[InputFile]:
         else:
             raise InputError(f"{where}: {spec.path}: no such file or directory")
         for path in paths:
-            ftype = spec.type or file_type(path)
-            if ftype is None:
-                raise InputError(
-                    f"{path}: unknown file type; name it .jsonl, .json, .csv, .tsv or .parquet, or set `type`"
-                )
-            files.append(InputFile(path, ftype, spec, format=spec.format))
+            files.append(InputFile(path, _typed(path, spec), spec, format=spec.format))
     return files
+
+
+def _typed(path: str, spec: InputSpec) -> str:
+    ftype = spec.type or file_type(path)
+    if ftype is None:
+        raise InputError(
+            f"{path}: unknown file type; name it .jsonl, .json, .csv, .tsv or .parquet, or set `type`"
+        )
+    return ftype
 
 
 def _is_saved_dataset(path: str) -> bool:
@@ -161,6 +182,9 @@ def fingerprint(files: list[InputFile], specs: list[InputSpec]) -> str:
     h = hashlib.blake2b(digest_size=12)
     h.update(orjson.dumps([s.model_dump(mode="json") for s in specs]))
     for f in files:
+        if f.remote is not None:  # as listed by resolve_inputs: no second round of requests
+            h.update(f"{f.path}\0{f.remote.size}\0{f.remote.mtime_ns}\n".encode())
+            continue
         paths = (
             [f.path]
             if os.path.isfile(f.path)
@@ -189,6 +213,11 @@ def open_binary(path: str):
         raise InputError(f"{path}: cannot open: {exc.strerror or exc}") from None
 
 
+def _open(f: InputFile):
+    """A binary stream of an input file, decompressing .gz and .zst."""
+    return open_binary(f.path) if f.remote is None else open_stream(f.remote, f.path, f.spec.path)
+
+
 def read_chunks(
     f: InputFile, cfg: IngestConfig, strict: bool, redact: Redactor | None = None
 ) -> Iterator[Chunk]:
@@ -210,7 +239,9 @@ def read_chunks(
             count += len(positions) + len(faults)
             yield Chunk(f, items, positions, strict, cfg.max_raw_in_detail, faults, redact)
     except (OSError, EOFError) as exc:
-        raise InputError(f"{f.path}: cannot read: {exc}") from None
+        raise InputError(
+            f"{f.path}: cannot read: {describe(exc, f.spec.path) if f.remote else exc}"
+        ) from None
     except pa.ArrowInvalid as exc:
         raise InputError(f"{f.path}: unreadable {f.type} file: {str(exc).splitlines()[0]}") from None
     if count == 0:
@@ -242,7 +273,7 @@ def _detect(f: InputFile, items: Any) -> None:
 
 
 def _jsonl_chunks(f: InputFile, rows: int):
-    with open_binary(f.path) as stream:
+    with _open(f) as stream:
         items: list[bytes] = []
         positions: list[int] = []
         for lineno, line in enumerate(stream, start=1):
@@ -258,12 +289,12 @@ def _jsonl_chunks(f: InputFile, rows: int):
 
 
 def _json_chunks(f: InputFile, rows: int):
-    with open_binary(f.path) as stream:
+    with _open(f) as stream:
         head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
     if not head.lstrip().startswith(b"["):
         yield from _jsonl_chunks(f, rows)  # JSON Lines saved as .json, as many datasets are
         return
-    with open_binary(f.path) as stream:
+    with _open(f) as stream:
         data = stream.read()
     try:
         array = orjson.loads(data)
@@ -278,7 +309,7 @@ def _json_chunks(f: InputFile, rows: int):
 
 def _csv_chunks(f: InputFile, rows: int):
     delimiter = "\t" if f.type == "tsv" else ","
-    with open_binary(f.path) as stream:
+    with _open(f) as stream:
         header_line = stream.readline().decode("utf-8-sig", "replace")
     names = next(csv.reader([header_line], delimiter=delimiter), [])
     if not names:
@@ -296,7 +327,7 @@ def _csv_chunks(f: InputFile, rows: int):
         )
         return "skip"
 
-    with open_binary(f.path) as stream:
+    with _open(f) as stream:
         reader = pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(block_size=1 << 22),
@@ -332,15 +363,19 @@ def _csv_chunks(f: InputFile, rows: int):
 
 
 def _parquet_chunks(f: InputFile, rows: int):
-    try:
-        pf = pq.ParquetFile(f.path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{f.path}: unreadable Parquet file: {str(exc).splitlines()[0]}") from None
-    row = 0
-    for batch in pf.iter_batches(batch_size=rows):
-        table = pa.Table.from_batches([batch])
-        yield table, list(range(row, row + table.num_rows)), []
-        row += table.num_rows
+    source: Any = f.path
+    if f.remote is not None:  # a random-access file on the store: the footer, then one row group at a time
+        source = open_file(f.remote, f.path, f.spec.path)
+    with source if isinstance(source, pa.NativeFile) else contextlib.nullcontext():
+        try:
+            pf = pq.ParquetFile(source, pre_buffer=f.remote is not None)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{f.path}: unreadable Parquet file: {str(exc).splitlines()[0]}") from None
+        row = 0
+        for batch in pf.iter_batches(batch_size=rows):
+            table = pa.Table.from_batches([batch])
+            yield table, list(range(row, row + table.num_rows)), []
+            row += table.num_rows
 
 
 def _dataset_chunks(f: InputFile, rows: int):
