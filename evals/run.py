@@ -45,14 +45,13 @@ def evaluate(cfg: EvalConfig, completions: str | None = None, console: Console |
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     run_dir = training_run(cfg)
-    model_info: dict = {"name": cfg.model, "backend": cfg.backend}
     adapter_info: dict | None = None
     generation: dict | None = None
     if completions:
         samples = read_completions(Path(completions))
         names = [b for b in T.BENCHMARK_ORDER if b in samples]
         tasks = {name: _tasks_for(cfg, name, set(samples[name])) for name in names}
-        model_info["completions"] = str(completions)
+        model_info = {"name": cfg.model, "backend": cfg.backend, "completions": str(completions)}
     else:
         tasks = {
             name: T.load_tasks(name, cfg.benchmark_paths.get(name), cfg.limit) for name in cfg.benchmarks

@@ -12,25 +12,38 @@ TEMPLATE = (
 )
 
 
-def build_tiny_llama(folder: Path) -> Path:
-    """A random tiny Llama and its tokenizer in `folder` (mechanics only: it writes nonsense)."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"]  # ids 0-6
 
-    specials = ["<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"]
-    vocab = {t: i for i, t in enumerate(specials + WORDS)}
+
+def save_word_tokenizer(folder: Path, words: list[str], mark_special: bool = False) -> int:
+    """A word-level tokenizer of SPECIALS + `words` with the test chat template, saved in `folder`; returns its
+    vocabulary size. `mark_special`: the specials are added tokens (skipped when decoding)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(SPECIALS + words)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece()
+    if mark_special:
+        tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIALS])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
     )
     fast.chat_template = TEMPLATE
     fast.save_pretrained(folder)
+    return len(vocab)
+
+
+def build_tiny_llama(folder: Path) -> Path:
+    """A random tiny Llama and its tokenizer in `folder` (mechanics only: it writes nonsense)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    vocab_size = save_word_tokenizer(folder, WORDS)
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(vocab),
+        vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,

@@ -45,10 +45,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.tiny_models import TEMPLATE  # noqa: E402
+from tests.tiny_models import SPECIALS, save_word_tokenizer  # noqa: E402
 
 MODES = {"qlora": "4bit", "bf16_lora": "none"}
-SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"]
 FULL = {
     "model": dict(
         hidden_size=2048,
@@ -80,19 +79,10 @@ TINY = {
 def build_model(folder: Path, shape: dict, device: str) -> int:
     """A random Llama of `shape` in bf16 and a word-level tokenizer of its vocabulary size; returns its parameters."""
     import torch
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     words = [f"w{i}" for i in range(shape["vocab_size"] - len(SPECIALS))]
-    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(SPECIALS + words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.decoder = decoders.WordPiece()
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIALS])
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    )
-    fast.chat_template = TEMPLATE
-    fast.save_pretrained(folder)
+    save_word_tokenizer(folder, words, mark_special=True)
     torch.manual_seed(0)
     config = LlamaConfig(**shape, pad_token_id=0, bos_token_id=2, eos_token_id=3, tie_word_embeddings=False)
     with torch.device(device):  # random init on the GPU takes seconds, on a CPU a minute for 1.1B parameters
