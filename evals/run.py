@@ -32,9 +32,10 @@ from rich.table import Table
 from evals import tasks as T
 from evals.config import CODE_BENCHMARKS, EvalConfig
 from evals.scores import accuracy, summarise
+from factory import store
 from factory.errors import UserError
 from factory.log import progress_bar
-from factory.shards import jsonl_objects, read_json, write_json, write_text
+from factory.shards import RunPath, jsonl_objects, read_json, write_json, write_text
 
 log = logging.getLogger("factory")
 
@@ -249,12 +250,12 @@ def _score(
 # ---- the training run and its decontam findings -----------------------------------------------------------------
 
 
-def training_run(cfg: EvalConfig) -> Path | None:
+def training_run(cfg: EvalConfig) -> RunPath | None:
     """The pipeline run whose data trained the model: `run_dir`, else the adapter's train_config.json `data`
     when that is RUN_DIR/mix (or inside it)."""
     if cfg.run_dir:
-        run = Path(cfg.run_dir)
-        if not run.is_dir():
+        run = store.location(cfg.run_dir)
+        if not (run.is_dir() if isinstance(run, Path) else run.glob("*")):
             raise UserError(f"run_dir: {run} is not a directory")
         return run
     if not cfg.adapter:
@@ -269,7 +270,7 @@ def training_run(cfg: EvalConfig) -> Path | None:
     return None
 
 
-def decontam_findings(run_dir: Path | None) -> dict | None:
+def decontam_findings(run_dir: RunPath | None) -> dict | None:
     """decontam's per-benchmark figures of the run (None: no run, or no finished decontam stage)."""
     if run_dir is None:
         return None
@@ -279,7 +280,9 @@ def decontam_findings(run_dir: Path | None) -> dict | None:
     return (manifest.get("decontam") or {}).get("benchmarks") or {}
 
 
-def _attach_contamination(result: dict, name: str, findings: dict | None, run_dir: Path | None, cfg) -> None:
+def _attach_contamination(
+    result: dict, name: str, findings: dict | None, run_dir: RunPath | None, cfg
+) -> None:
     if run_dir is None:
         return
     if findings is None:
@@ -317,7 +320,7 @@ def _attach_contamination(result: dict, name: str, findings: dict | None, run_di
             )
 
 
-def _register(run_dir: Path, out: Path, results: dict) -> None:
+def _register(run_dir: RunPath, out: Path, results: dict) -> None:
     name = f"{out.name}-{hashlib.blake2b(str(out.resolve()).encode(), digest_size=4).hexdigest()}"
     summary = {
         "results": str(out.resolve() / "results.json"),

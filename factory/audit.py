@@ -32,8 +32,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from factory import store
 from factory.errors import UserError
 from factory.runner import existing_run_dir
+from factory.shards import RunPath
 
 log = logging.getLogger("factory")
 
@@ -65,7 +67,7 @@ _EMPTY_HITS = """
 class DecontamRun:
     """A finished decontam stage: its run directory, manifest and rejects files."""
 
-    run_dir: Path
+    run_dir: RunPath
     manifest: dict
     reject_files: tuple[str, ...]
 
@@ -80,7 +82,7 @@ class DecontamRun:
     @cached_property
     def con(self) -> duckdb.DuckDBPyConnection:
         """An in-memory duckdb with a `hits` view over the contaminated rejects (read lazily from Parquet)."""
-        con = duckdb.connect()
+        con = store.duckdb_connect(self.run_dir)
         if self.reject_files:
             files = ", ".join(_sql_str(f) for f in self.reject_files)
             source = f"read_parquet([{files}], union_by_name = true)"
@@ -93,7 +95,7 @@ class DecontamRun:
         return con
 
 
-def load_run(run_dir: str | Path) -> DecontamRun:
+def load_run(run_dir: str | RunPath) -> DecontamRun:
     """Check that RUN_DIR holds a finished decontam stage; UserError (exit 2) naming what is missing if not."""
     run_dir = existing_run_dir(run_dir)
     stage_dir = run_dir / STAGE
@@ -102,7 +104,7 @@ def load_run(run_dir: str | Path) -> DecontamRun:
         raise UserError(f"{run_dir} has no {STAGE} stage: {hint}")
     path = stage_dir / "manifest.json"
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise UserError(f"{run_dir} has no finished {STAGE} stage (no {path}): {hint}") from None
     except (OSError, ValueError) as exc:
@@ -115,7 +117,7 @@ def load_run(run_dir: str | Path) -> DecontamRun:
         )
     if not isinstance(manifest.get(STAGE), dict):
         raise UserError(f"{path} has no `{STAGE}` section: run the {STAGE} stage again with this factory")
-    files = tuple(sorted(str(p) for p in (stage_dir / "rejects").glob("part-*.parquet")))
+    files = tuple(sorted(store.sql_path(p) for p in (stage_dir / "rejects").glob("part-*.parquet")))
     return DecontamRun(run_dir=run_dir, manifest=manifest, reject_files=files)
 
 
@@ -503,7 +505,7 @@ def _score(value: float | None) -> str:
 
 
 def audit(
-    run_dir: str | Path,
+    run_dir: str | RunPath,
     benchmark: str | None = None,
     item: str | None = None,
     as_json: bool = False,

@@ -307,7 +307,7 @@ def _run(args: argparse.Namespace, console) -> int:
     from factory import runner
     from factory.config import load_config
     from factory.executors.local import default_workers
-    from factory.log import add_run_log
+    from factory.log import add_run_log, close_run_log
     from stages import STAGES
 
     cfg = load_config(args.config, {name: cls.Config for name, cls in STAGES.items()})
@@ -318,10 +318,21 @@ def _run(args: argparse.Namespace, console) -> int:
         raise UserError("--workers must be at least 1")
     runner.plan(args.stages, STAGES)  # refuse unknown stages before touching the run directory
     workers = args.workers or cfg.workers or default_workers()
-    add_run_log(runner.prepare_run_dir(cfg.run_dir))
+    run_dir = runner.prepare_run_dir(cfg.run_dir)
+    handler = add_run_log(run_dir)
+    try:
+        return _run_stages(args, cfg, run_dir, executor, workers, console)
+    finally:
+        close_run_log(handler, run_dir)
+
+
+def _run_stages(args: argparse.Namespace, cfg, run_dir, executor: str, workers: int, console) -> int:
+    from factory import runner
+    from stages import STAGES
+
     log = logging.getLogger("factory")
     where = f"ray {cfg.ray.address or 'local cluster'}" if executor == "ray" else f"{workers} workers"
-    log.info("run %s -> %s (%s)", " ".join(args.stages), cfg.run_dir, where)
+    log.info("run %s -> %s (%s)", " ".join(args.stages), run_dir, where)
     # A stage may ask ingest to scrub records, and the raw text of bad lines, as they enter the run directory
     # (clean's PII settings), so that no raw PII is ever written.
     redactors = [

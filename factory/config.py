@@ -99,7 +99,13 @@ def build_config_model(stage_sections: dict[str, type[Section]]) -> type[Section
     return create_model(
         "Config",
         __base__=Section,
-        run_dir=(str, Field(description="The run directory: one folder per stage.")),
+        run_dir=(
+            str,
+            Field(
+                description="The run directory: one folder per stage; a local path or a URI on an object store "
+                "(`s3://bucket/runs/x`, gs://, hdfs://; see Run directory)."
+            ),
+        ),
         inputs=(
             list[InputSpec],
             Field(

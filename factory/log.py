@@ -4,7 +4,6 @@ the one progress bar style of long work."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -16,6 +15,9 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+
+from factory import store
+from factory.shards import RunPath
 
 LOGGER = "factory"
 
@@ -52,13 +54,29 @@ class _ConsoleFormatter(logging.Formatter):
         return text if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {text}"
 
 
-def add_run_log(run_dir: Path) -> logging.Handler:
-    """Append this run's log lines to RUN_DIR/factory.log."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "factory.log", encoding="utf-8")
+def add_run_log(run_dir: RunPath) -> logging.Handler:
+    """Append this run's log lines to RUN_DIR/factory.log. A run directory on an object store (where nothing can
+    be appended to) gets them in a local copy (`store.local_dir`), fetched first and uploaded by `close_run_log`."""
+    local = store.local_dir(run_dir, "factory.log")
+    local.parent.mkdir(parents=True, exist_ok=True)
+    remote = run_dir / "factory.log"
+    if isinstance(remote, store.StorePath) and not local.exists():
+        try:
+            local.write_bytes(remote.read_bytes())
+        except FileNotFoundError:
+            pass
+    handler = logging.FileHandler(local, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger(LOGGER).addHandler(handler)
     return handler
+
+
+def close_run_log(handler: logging.Handler, run_dir: RunPath) -> None:
+    """Stop writing the run's log; upload it when the run directory is on a store."""
+    logging.getLogger(LOGGER).removeHandler(handler)
+    handler.close()
+    if isinstance(run_dir, store.StorePath):
+        (run_dir / "factory.log").write_bytes(store.local_dir(run_dir, "factory.log").read_bytes())
 
 
 def progress_bar(console: Console | None, *extra: ProgressColumn) -> Progress:

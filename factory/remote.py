@@ -73,7 +73,7 @@ def list_uri(uri: str, where: str, readable: Callable[[str], bool]) -> list[tupl
     shown = shown_uri(uri)
     parts = urlsplit(uri)
     base, pattern = _split_glob(parts.path)
-    fs, root = _filesystem(urlunsplit((parts.scheme, parts.netloc, base, parts.query, "")), uri, where)
+    fs, root = filesystem(urlunsplit((parts.scheme, parts.netloc, base, parts.query, "")), uri, where)
     try:
         if pattern is None:
             info = fs.get_file_info(root)
@@ -127,7 +127,7 @@ def _glob_match(relative: str, pattern: str) -> bool:
     return match(relative.strip("/").split("/"), pattern.strip("/").split("/"))
 
 
-def _filesystem(uri: str, raw: str, where: str) -> tuple[Any, str]:
+def filesystem(uri: str, raw: str, where: str) -> tuple[Any, str]:
     """pyarrow's filesystem for a URI (credentials from the URI or the usual chain) and the path in it."""
     try:
         fs, root = pafs.FileSystem.from_uri(uri)

@@ -31,15 +31,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -47,9 +44,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from factory import shards
+from factory import shards, store
 from factory.errors import UserError
 from factory.runner import existing_run_dir
+from factory.shards import RunPath
 from factory.tokens import sql_count_tokens
 
 log = logging.getLogger("factory")
@@ -74,7 +72,7 @@ class StageDir:
     """One stage folder of a run: its name, path and manifest."""
 
     name: str
-    path: Path
+    path: RunPath
     manifest: dict
 
     @property
@@ -87,18 +85,18 @@ class StageDir:
 
     @property
     def shard_files(self) -> list[str]:
-        return [str(p) for p in shards.list_shards(self.path)]
+        return [store.sql_path(p) for p in shards.list_shards(self.path)]
 
     @property
     def reject_files(self) -> list[str]:
-        return [str(p) for p in shards.list_shards(self.path / "rejects")]
+        return [store.sql_path(p) for p in shards.list_shards(self.path / "rejects")]
 
 
 @dataclass(frozen=True)
 class ReportRun:
     """A run directory and the stage folders found in it, in pipeline order."""
 
-    run_dir: Path
+    run_dir: RunPath
     stages: tuple[StageDir, ...]
 
     def stage(self, name: str) -> StageDir | None:
@@ -111,10 +109,10 @@ class ReportRun:
 
     @cached_property
     def con(self) -> duckdb.DuckDBPyConnection:
-        return duckdb.connect()
+        return store.duckdb_connect(self.run_dir)
 
 
-def load_run(run_dir: str | Path) -> ReportRun:
+def load_run(run_dir: str | RunPath) -> ReportRun:
     """Find the stage folders of RUN_DIR (those with a manifest.json); UserError (exit 2) if none."""
     run_dir = existing_run_dir(run_dir)
     found = []
@@ -123,7 +121,7 @@ def load_run(run_dir: str | Path) -> ReportRun:
         if not path.is_dir() or path.name.startswith((".", "_")) or not manifest_path.is_file():
             continue
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            manifest = json.loads(manifest_path.read_bytes())
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot read {manifest_path}: {exc}") from None
         if not isinstance(manifest, dict):
@@ -168,7 +166,7 @@ def query_funnel(run: ReportRun) -> list[dict]:
 
 
 def _marker_counts(run: ReportRun, s: StageDir) -> dict:
-    files = sorted(str(p) for p in (s.path / "_shards").glob("part-*.json"))
+    files = sorted(store.sql_path(p) for p in (s.path / "_shards").glob("part-*.json"))
     if not files:
         return {"in": 0, "out": 0, "rejected": 0, "shards": 0}
     columns = "{'in': 'BIGINT', 'rows': 'BIGINT', 'rejected': 'BIGINT'}"
@@ -319,7 +317,7 @@ def query_mix_splits(run: ReportRun, s: StageDir) -> list[dict]:
     for split_dir in sorted(
         p for p in s.path.iterdir() if p.is_dir() and p.name not in ("rejects", "_shards", "_work")
     ):
-        files = [str(p) for p in shards.list_shards(split_dir)]
+        files = [store.sql_path(p) for p in shards.list_shards(split_dir)]
         if not files:
             continue
         source = "coalesce(source, '(none)')" if "source" in _columns(run, files) else "'(none)'"
@@ -393,7 +391,7 @@ def decontam_figures(m: dict) -> dict:
     }
 
 
-def eval_figures(run_dir: Path) -> list[dict]:
+def eval_figures(run_dir: RunPath) -> list[dict]:
     """One row per score of each `factory eval` registered with the run (RUN_DIR/evals/*.json), newest first."""
     rows = []
     for path in sorted((run_dir / "evals").glob("*.json")):
@@ -584,30 +582,20 @@ def _warnings(run, funnel, rejects, canonical, before, after) -> list[str]:
 # --- output -------------------------------------------------------------------------------------------------
 
 
-def write_report(run: ReportRun, summary: dict) -> Path:
+def write_report(run: ReportRun, summary: dict) -> RunPath:
     """Write RUN_DIR/report/index.html and summary.json atomically; returns the report folder."""
     from factory.report_html import render
 
     folder = run.run_dir / "report"
     try:
         shards.write_json(summary, folder / "summary.json")
-        _write_text(render(summary), folder / "index.html")
+        shards.write_text(render(summary), folder / "index.html")
     except OSError as exc:
         raise UserError(f"cannot write the report to {folder}: {exc.strerror or exc}") from None
     return folder
 
 
-def _write_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{shards.TEMP_PREFIX}{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def print_summary(summary: dict, folder: Path, console: Console) -> None:
+def print_summary(summary: dict, folder: RunPath, console: Console) -> None:
     console.print(Text(f"report of {summary['run_dir']}", style="bold"))
     table = Table("stage", "status", "in", "out", "rejected", "top reasons")
     for r in summary["stages"]:
@@ -676,7 +664,7 @@ def _num(value: float | int | None) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
 
 
-def report(run_dir: str | Path, as_json: bool = False, console: Console | None = None) -> dict:
+def report(run_dir: str | RunPath, as_json: bool = False, console: Console | None = None) -> dict:
     """Build the summary, write RUN_DIR/report/, print the rich summary (or the summary as JSON); returns
     the summary."""
     run = load_run(run_dir)

@@ -21,24 +21,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 from rich.console import Console
 from rich.progress import Progress, TextColumn
 
-from factory import ingest, shards
+from factory import ingest, shards, store
 from factory.config import Section, config_hash
 from factory.errors import StrictError, UserError
 from factory.executors.local import LocalExecutor
 from factory.log import progress_bar
+from factory.shards import RunPath
 from factory.stage import GENERATED, InputShard, PrepareContext, ShardContext, Stage, merge_counters
 
 log = logging.getLogger("factory")
@@ -53,10 +52,10 @@ class ShardTask:
     """One shard of work: either an ingest chunk or an input shard of a stage."""
 
     stage: str
-    stage_dir: str
+    stage_dir: RunPath
     name: str
     chunk: ingest.Chunk | None = None
-    input_path: str | None = None
+    input_path: RunPath | None = None
     stage_cls: type | None = None
     config: dict | None = None
 
@@ -75,12 +74,12 @@ def _stage_instance(task: ShardTask) -> Stage:
 
 def run_shard(task: ShardTask) -> dict:
     """Process one shard and write its outputs, rejects and marker; returns the marker."""
-    stage_dir = Path(task.stage_dir)
+    stage_dir = task.stage_dir
     if task.chunk is not None:
         result = ingest.convert_chunk(task.chunk)
         n_in = len(task.chunk.positions) + len(task.chunk.faults)
     else:
-        table = shards.read_table(Path(task.input_path))
+        table = shards.read_table(task.input_path)
         n_in = table.num_rows
         ctx = ShardContext(task.name, stage_dir / WORK)
         result = _stage_instance(task).process(table, ctx)
@@ -88,16 +87,12 @@ def run_shard(task: ShardTask) -> dict:
     if n_in != n_out + n_rej:
         raise RuntimeError(f"{task.stage}/{task.name}: {n_in} in != {n_out} out + {n_rej} rejected")
     if result.outputs is None:
-        out_path = stage_dir / task.name
-        shards.write_table(result.kept, out_path)
-        digest = shards.file_digest(out_path)
+        digest = shards.write_table(result.kept, stage_dir / task.name)
     else:
         digests = []
         for folder, table in sorted(result.outputs.items()):
             if table.num_rows:
-                path = stage_dir / folder / task.name
-                shards.write_table(table, path)
-                digests.append(f"{folder}:{shards.file_digest(path)}")
+                digests.append(f"{folder}:{shards.write_table(table, stage_dir / folder / task.name)}")
         digest = hashlib.blake2b("\n".join(digests).encode(), digest_size=16).hexdigest()
     shards.write_table(result.rejected, stage_dir / REJECTS / task.name)
     by_reason: dict[str, int] = {}
@@ -130,9 +125,13 @@ class RunOptions:
     ray_address: str | None = None  # a running cluster; None with executor ray: a local one
 
 
-def prepare_run_dir(path: str | Path) -> Path:
-    """Create the run directory; a path that cannot be one is a user error."""
-    run_dir = Path(path)
+def prepare_run_dir(path: str | RunPath) -> RunPath:
+    """Create the run directory (a local folder, or a prefix on an object store that must be writable); a path
+    that cannot be one is a user error."""
+    run_dir = store.location(path)
+    if isinstance(run_dir, store.StorePath):
+        store.check_writable(run_dir)
+        return run_dir
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -140,9 +139,13 @@ def prepare_run_dir(path: str | Path) -> Path:
     return run_dir
 
 
-def existing_run_dir(path: str | Path) -> Path:
+def existing_run_dir(path: str | RunPath) -> RunPath:
     """A run directory that must already exist (report, audit); UserError (exit 2) when it does not."""
-    run_dir = Path(path)
+    run_dir = store.location(path)
+    if isinstance(run_dir, store.StorePath):
+        if not run_dir.glob("*"):
+            raise UserError(f"run directory {run_dir} does not exist (nothing under that prefix)")
+        return run_dir
     if not run_dir.exists():
         raise UserError(f"run directory {run_dir} does not exist")
     if not run_dir.is_dir():
@@ -202,7 +205,7 @@ def run(cfg: Section, stage_names: list[str], registry: dict[str, type], opts: R
     return manifests
 
 
-def _run_ingest(cfg: Section, run_dir: Path, opts: RunOptions, executor: LocalExecutor) -> dict:
+def _run_ingest(cfg: Section, run_dir: RunPath, opts: RunOptions, executor: LocalExecutor) -> dict:
     files = ingest.resolve_inputs(cfg.inputs)
     ingest_cfg = cfg.stages.ingest
     stage_dir = run_dir / "ingest"
@@ -222,7 +225,7 @@ def _run_ingest(cfg: Section, run_dir: Path, opts: RunOptions, executor: LocalEx
                 name = shards.shard_name(index)
                 index += 1
                 if name not in done:
-                    yield ShardTask("ingest", str(stage_dir), name, chunk=chunk)
+                    yield ShardTask("ingest", stage_dir, name, chunk=chunk)
 
     def extra(merged: dict[str, Any]) -> dict[str, Any]:
         read_from = merged.pop("read_from", {})
@@ -243,7 +246,7 @@ def _run_ingest(cfg: Section, run_dir: Path, opts: RunOptions, executor: LocalEx
     return _execute("ingest", stage_dir, config, chash, fp, None, tasks, extra, opts, executor)
 
 
-def _fail_on_first_reject(stage_dir: Path) -> None:
+def _fail_on_first_reject(stage_dir: RunPath) -> None:
     """--strict over an ingest that is up to date but has rejects: fail as a fresh strict run would."""
     for path in shards.list_shards(stage_dir / REJECTS):
         rows = shards.read_table(path).slice(0, 1).to_pylist()
@@ -256,7 +259,7 @@ def _run_stage(
     name: str,
     cls: type,
     section: Section,
-    run_dir: Path,
+    run_dir: RunPath,
     upstream: dict,
     opts: RunOptions,
     executor: LocalExecutor,
@@ -279,9 +282,7 @@ def _run_stage(
             paths = [up_dir / shard["name"] for shard in upstream["shards"]]
         for path in paths:
             if path.name not in done:
-                yield ShardTask(
-                    name, str(stage_dir), path.name, input_path=str(path), stage_cls=cls, config=config
-                )
+                yield ShardTask(name, stage_dir, path.name, input_path=path, stage_cls=cls, config=config)
 
     total = None if generates else upstream["counts"]["out"]
     prepare = None
@@ -309,9 +310,8 @@ def _run_stage(
     manifest = _execute(
         name, stage_dir, config, chash, fp, total, tasks, finish, opts, executor, prepare, publish
     )
-    work = stage_dir / WORK
-    if work.exists() and not getattr(stage, "keep_work", False):
-        shutil.rmtree(work)
+    if not getattr(stage, "keep_work", False):
+        shards.remove_tree(stage_dir / WORK)
     return manifest
 
 
@@ -325,7 +325,7 @@ def _advance(console: Console | None, description: str, total: int) -> Iterator[
 
 def _execute(
     name: str,
-    stage_dir: Path,
+    stage_dir: RunPath,
     config: dict,
     chash: str,
     fp: str,
@@ -335,7 +335,7 @@ def _execute(
     opts: RunOptions,
     executor: LocalExecutor,
     prepare: Callable[[], dict] | None = None,
-    publish: Callable[[dict, Path], None] | None = None,
+    publish: Callable[[dict, RunPath], None] | None = None,
 ) -> dict:
     manifest_path = stage_dir / "manifest.json"
     old = shards.read_json(manifest_path)
@@ -346,7 +346,7 @@ def _execute(
     if stage_dir.exists() and not (same and old.get("status") == "running" and name not in opts.force):
         if old and not same:
             log.info("%s: config or input changed, redoing the stage", name)
-        shutil.rmtree(stage_dir)
+        shards.remove_tree(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
     shards.remove_temp_files(stage_dir)
     done = {p.name.removesuffix(".json") for p in (stage_dir / MARKERS).glob("part-*.json")}

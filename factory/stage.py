@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import orjson
@@ -36,6 +35,7 @@ import pyarrow as pa
 
 from factory.config import Section
 from factory.records import RECORD_SCHEMA, REJECT_SCHEMA
+from factory.shards import RunPath
 
 Counters = dict[str, Any]  # name -> int, or name -> Counters
 GENERATED = "generated"  # the work folder a generating stage writes its shards to
@@ -64,13 +64,13 @@ class ShardContext:
     """What `process` knows besides its table: the shard's name and the stage's work folder."""
 
     name: str
-    work_dir: Path
+    work_dir: RunPath
 
 
 @dataclass(frozen=True)
 class InputShard:
     name: str
-    path: Path
+    path: RunPath
     rows: int
 
 
@@ -83,7 +83,7 @@ class PrepareContext:
     `advance(n)` callable."""
 
     inputs: list[InputShard]
-    work_dir: Path
+    work_dir: RunPath
     workers: int
     map: Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
     progress: Callable[[str, int], AbstractContextManager[Callable[[int], None]]]

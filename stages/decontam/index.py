@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from factory import shards
+from factory.shards import RunPath
 from stages.decontam import benchmarks as bm
 from stages.decontam.benchmarks import CODE, TEXT, Benchmark, Source
 from stages.decontam.ngrams import STOP_WORDS, Grams, Short, code_grams, text_grams
@@ -329,6 +330,51 @@ class Index:
             [self.whole_view[a:b] for a, b in zip(lo, hi, strict=True)] or [np.zeros(0, np.int64)]
         )
         return rec.astype(np.int64), view.astype(np.int64)
+
+
+def publish(folder: Path, target: RunPath) -> None:
+    """Put the index at `folder` (this machine's cache) into the run directory at `target`, so that workers on
+    other machines find it (`fetch`): hard links when both are on one filesystem, else copies or uploads (~35 MB
+    for the four built-ins, embeddings cached next to it included). Kept when `target` holds it already."""
+    if (shards.read_json(target / "meta.json") or {}).get("folder") == folder.name:
+        return
+    shards.remove_tree(target)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != "meta.json")
+    for path in files:
+        dest = target / path.name
+        if isinstance(dest, Path):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, dest)
+            except OSError:
+                shutil.copyfile(path, dest)
+        else:
+            dest.write_bytes(path.read_bytes())
+    meta = shards.read_json(folder / "meta.json") or {}
+    shards.write_json({**meta, "folder": folder.name}, target / "meta.json")  # last: says the copy is whole
+
+
+def fetch(cache_folder: str, published: RunPath) -> Path:
+    """The local folder of an index: the cache folder it was built in when this machine has it, else its copy
+    in the run directory (`publish`): used in place when local, downloaded once into this machine's cache when on
+    an object store."""
+    local = Path(cache_folder)
+    if (local / "meta.json").exists():
+        return local
+    if isinstance(published, Path):
+        return published
+    local = default_cache_dir() / local.name
+    if (local / "meta.json").exists():
+        return local
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{local.name}.", dir=local.parent))
+    for path in published.iterdir():
+        (tmp / path.name).write_bytes(path.read_bytes())
+    try:
+        tmp.rename(local)
+    except OSError:  # another process fetched it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return local
 
 
 _LOADED: dict[str, Index] = {}

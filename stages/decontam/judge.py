@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from factory import store
 from factory.errors import UserError
 from factory.llm.client import ChatRequest, Client, make_client
 from stages.decontam.config import JudgeConfig
@@ -89,7 +90,7 @@ def parse(reply: str) -> bool | None:
 
 
 def cache_path(cfg: JudgeConfig, run_dir: Path) -> Path:
-    return Path(cfg.cache) if cfg.cache else run_dir / "_cache" / "llm.sqlite"
+    return Path(cfg.cache) if cfg.cache else store.local_dir(run_dir, "_cache", "llm.sqlite")
 
 
 def client(cfg: JudgeConfig, run_dir: Path) -> Client:

@@ -47,7 +47,8 @@ from stages.dedup.shingles import _is_code, _meta_language, _turns
 
 log = logging.getLogger("factory")
 
-INDEX_FILE = "index.json"
+INDEX_FILE = "index.json"  # in _work: where the driver's cache holds the index
+INDEX_DIR = "index"  # in _work: the index's copy for workers on other machines
 _MAX_NGRAMS_SHOWN = 10
 _MAX_ALSO = 5
 _MAX_PASSAGE = 300
@@ -62,7 +63,7 @@ class DecontamStage:
 
     def __init__(self, config: DecontamConfig):
         self.config = config
-        self.keep_work = False  # _work holds only the index pointer; the index lives in the cache
+        self.keep_work = False  # _work holds the index pointer and a copy of the index for workers
         self._figures: dict = {}
 
     def settings(self) -> ix.Settings:
@@ -76,7 +77,6 @@ class DecontamStage:
         sources = [bm.locate(spec) for spec in bm.specs(cfg.benchmarks)]
         cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else ix.default_cache_dir()
         folder, meta, built = ix.ensure(sources, self.settings(), cache)
-        shards.write_json({"index": str(folder)}, ctx.work_dir / INDEX_FILE)
         embedding = None
         if cfg.embedding.enabled:
             from stages.decontam import paraphrase
@@ -90,6 +90,8 @@ class DecontamStage:
                 "seconds": round(time.perf_counter() - started, 2),
             }
             log.info("decontam: embeddings of %d items ready (%s s)", len(views), embedding["seconds"])
+        ix.publish(folder, ctx.work_dir / INDEX_DIR)
+        shards.write_json({"index": str(folder)}, ctx.work_dir / INDEX_FILE)
         judge_figures = None
         if cfg.judge.enabled:
             from stages.decontam import judge
@@ -166,7 +168,7 @@ class DecontamStage:
 
     def process(self, table: pa.Table, ctx: ShardContext) -> ShardResult:
         pointer = shards.read_json(ctx.work_dir / INDEX_FILE)
-        index = ix.load(Path(pointer["index"]))
+        index = ix.load(ix.fetch(pointer["index"], ctx.work_dir / INDEX_DIR))
         n = table.num_rows
         if n == 0:
             return ShardResult(table, REJECT_SCHEMA.empty_table())

@@ -35,15 +35,14 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from factory import shards
 from factory.records import meta_scores
+from factory.shards import RunPath
 from factory.stage import PrepareContext
 from stages.dedup.clusters import choose_keepers, components, size_histogram
 from stages.dedup.config import DedupConfig
@@ -96,9 +95,9 @@ def _setup(config: dict) -> tuple[DedupConfig, LshParams, tuple[np.ndarray, np.n
 
 @dataclass
 class SignTask:
-    work_dir: str
+    work_dir: RunPath
     name: str
-    path: str
+    path: RunPath
     offset: int  # global index of the shard's first record
     config: dict
     partitions: int
@@ -108,8 +107,8 @@ def sign_shard(task: SignTask) -> dict:
     """Pass 1 for one input shard: signatures and partitioned keys (see the module docstring)."""
     started = time.perf_counter()
     cfg, lsh, (a, b) = _setup(task.config)
-    work = Path(task.work_dir)
-    table = shards.read_table(Path(task.path))
+    work = task.work_dir
+    table = shards.read_table(task.path)
     n = table.num_rows
     exact, length, sigs, shingle_lists = [], [], [], []
     code_records, languages = 0, {}
@@ -195,7 +194,7 @@ def _arrow(name: str) -> str:
 
 @dataclass
 class PairTask:
-    work_dir: str
+    work_dir: RunPath
     partition: int
     shard_names: list[str]
 
@@ -206,7 +205,7 @@ def _pair_name(partition: int) -> str:
 
 def pair_partition(task: PairTask) -> dict:
     """Pass 2 for one partition: records sharing a key become candidate pairs (first record, other record)."""
-    work = Path(task.work_dir)
+    work = task.work_dir
     key_parts, idx_parts, kind_parts = [], [], []
     for name in task.shard_names:
         batch = shards.read_batch(work / BANDS / _arrow(name), task.partition)
@@ -257,7 +256,7 @@ class Shards:
     def column(self, name: str) -> np.ndarray:
         """One numeric column of every signature file, in global order."""
         parts = [
-            pq.read_table(self.ctx.work_dir / SIGNATURES / s, columns=[name]).column(0).to_numpy()
+            shards.read_table(self.ctx.work_dir / SIGNATURES / s, columns=[name]).column(0).to_numpy()
             for s in self.names
         ]
         return np.concatenate(parts) if parts else np.zeros(0)
@@ -268,7 +267,7 @@ class Shards:
         out: list = []
         for s in np.unique(shard):
             rows = idx[shard == s] - self.offsets[s]
-            col = pq.read_table(self.ctx.work_dir / SIGNATURES / self.names[s], columns=[name]).column(0)
+            col = shards.read_table(self.ctx.work_dir / SIGNATURES / self.names[s], columns=[name]).column(0)
             col = col.combine_chunks().take(pa.array(rows))
             if name == "sig":
                 width = col.type.list_size
@@ -344,8 +343,8 @@ def _rank(nodes: np.ndarray, cfg: DedupConfig, length: np.ndarray, score: np.nda
     return rank
 
 
-def _read_pairs(work: Path, partitions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    parts = [pq.read_table(work / PAIRS / _pair_name(p)) for p in range(partitions)]
+def _read_pairs(work: RunPath, partitions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    parts = [shards.read_table(work / PAIRS / _pair_name(p)) for p in range(partitions)]
     t = pa.concat_tables(parts) if parts else PAIR_SCHEMA.empty_table()
     return (
         t.column("u").to_numpy().astype(np.int64),
@@ -479,7 +478,7 @@ def resolve(ctx: PrepareContext, cfg: DedupConfig, lsh: LshParams, partitions: i
 
 
 def _write_decisions(
-    work: Path,
+    work: RunPath,
     idx_map: Shards,
     removed: np.ndarray,
     reason: np.ndarray,
@@ -545,7 +544,7 @@ def prepare(ctx: PrepareContext, cfg: DedupConfig) -> dict:
     started = time.perf_counter()
     offsets = np.concatenate(([0], np.cumsum([s.rows for s in ctx.inputs]))).astype(int)
     tasks = [
-        SignTask(str(work), s.name, str(s.path), int(offsets[i]), config, partitions)
+        SignTask(work, s.name, s.path, int(offsets[i]), config, partitions)
         for i, s in enumerate(ctx.inputs)
         if not (work / SIGNATURES / s.name).exists()
     ]
@@ -565,9 +564,7 @@ def prepare(ctx: PrepareContext, cfg: DedupConfig) -> dict:
     started = time.perf_counter()
     names = [s.name for s in ctx.inputs]
     pair_tasks = [
-        PairTask(str(work), p, names)
-        for p in range(partitions)
-        if not (work / PAIRS / _pair_name(p)).exists()
+        PairTask(work, p, names) for p in range(partitions) if not (work / PAIRS / _pair_name(p)).exists()
     ]
     with ctx.progress("dedup: candidate pairs", len(pair_tasks)) as advance:
         for _ in ctx.map(pair_partition, pair_tasks):

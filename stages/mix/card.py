@@ -11,11 +11,10 @@ is read from the run's manifests; nothing is recomputed.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
 from factory import shards
+from factory.shards import RunPath
 from stages.mix import formats
 from stages.mix.config import MixConfig
 
@@ -37,7 +36,7 @@ def size_category(n: int) -> str:
     return "1M<n<10M" if n < 10_000_000 else "n>10M"
 
 
-def run_chain(run_dir: Path, last: dict) -> list[dict]:
+def run_chain(run_dir: RunPath, last: dict) -> list[dict]:
     """The manifests of the stages that led to `last`, first stage first (each names its `upstream`)."""
     chain = [last]
     seen = {last["stage"]}
@@ -174,7 +173,7 @@ def synth_section(chain: list[dict]) -> str:
     )
 
 
-def render(cfg: MixConfig, manifest: dict, run_dir: Path, dataset_names: list[str]) -> str:
+def render(cfg: MixConfig, manifest: dict, run_dir: RunPath, dataset_names: list[str]) -> str:
     chain = run_chain(run_dir, manifest)
     split = manifest["split"]
     head = yaml.safe_dump(front_matter(cfg, manifest), sort_keys=False, allow_unicode=True)

@@ -19,7 +19,6 @@ split, copies, short (sources that could not reach their share).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -29,6 +28,7 @@ import pyarrow.compute as pc
 
 from factory import shards
 from factory.records import REJECT_SCHEMA, meta_scores, meta_values
+from factory.shards import RunPath
 from factory.stage import PrepareContext, ShardContext, ShardResult
 from factory.tokens import message_tokens
 from stages.mix import card, formats
@@ -41,10 +41,10 @@ NOT_CONVERSATION = -1  # plan code of a record that cannot be written in an SFT 
 FIGURES = "figures.json"  # the plan's figures, for the workers' reject details
 
 
-def scan(task: tuple[str, str, str]) -> dict:
+def scan(task: tuple[RunPath, str, str]) -> dict:
     """One input shard's planning columns (runs on a worker)."""
     path, score_key, cluster_key = task
-    table = shards.read_table(Path(path))
+    table = shards.read_table(path)
     messages = table.column("messages").combine_chunks()
     lengths = pc.list_value_length(messages).fill_null(0).to_numpy(zero_copy_only=False)
     ends = np.cumsum(lengths) - 1
@@ -75,13 +75,13 @@ class MixStage:
 
     def prepare(self, ctx: PrepareContext) -> dict:
         cfg = self.config
-        tasks = [(str(s.path), cfg.score_key, cfg.cluster_key) for s in ctx.inputs]
+        tasks = [(s.path, cfg.score_key, cfg.cluster_key) for s in ctx.inputs]
         scanned: dict[str, dict] = {}
         with ctx.progress("mix: reading sources and sizes", len(tasks)) as advance:
             for path, columns in ctx.map(_scan_keyed, tasks):
                 scanned[path] = columns
                 advance(1)
-        pool, answered = _pool([scanned[str(s.path)] for s in ctx.inputs])
+        pool, answered = _pool([scanned[s.path] for s in ctx.inputs])
         if cfg.policy == "quality" and len(pool) and np.isnan(pool.score).all():
             log.warning("mix: policy quality, but no record has meta.%s: the choice is random", cfg.score_key)
         plan = make_plan(
@@ -148,8 +148,8 @@ class MixStage:
     # ---- the map: one shard ------------------------------------------------------------------------------------
 
     def process(self, table: pa.Table, ctx: ShardContext) -> ShardResult:
-        with np.load(ctx.work_dir / "plan" / (ctx.name + ".npz")) as f:
-            copies, split = f["copies"], f["split"]
+        plan = shards.read_npz(ctx.work_dir / "plan" / (ctx.name + ".npz"))
+        copies, split = plan["copies"], plan["split"]
         if len(copies) != table.num_rows:
             raise RuntimeError(f"mix: plan of {ctx.name} has {len(copies)} rows, the shard {table.num_rows}")
         kept = np.flatnonzero(copies > 0)
@@ -167,7 +167,7 @@ class MixStage:
         }
         return ShardResult(table.take(kept), rejected, counters, outputs)
 
-    def _rejects(self, table: pa.Table, copies: np.ndarray, work_dir: Path) -> pa.Table:
+    def _rejects(self, table: pa.Table, copies: np.ndarray, work_dir: RunPath) -> pa.Table:
         dropped = np.flatnonzero(copies <= 0)
         if not len(dropped):
             return REJECT_SCHEMA.empty_table()
@@ -206,7 +206,7 @@ class MixStage:
         split = {"train": written.get("train", 0), "validation": written.get("validation", 0)}
         return {**self._figures, "split": split, "copies": merged.get("copies", 0)}
 
-    def publish(self, manifest: dict, stage_dir: Path) -> None:
+    def publish(self, manifest: dict, stage_dir: RunPath) -> None:
         folders = [f for f in ("train", "validation") if manifest["split"][f]]
         info = {
             (self.config.name if f == "train" else f"{self.config.name}_{f}"): formats.llamafactory_entry(

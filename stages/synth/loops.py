@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
-import pyarrow.parquet as pq
 
+from factory import shards
 from factory.errors import UserError
 from factory.llm.client import ChatRequest, ChatResult, Client
 from factory.shards import jsonl_objects
@@ -67,7 +67,9 @@ def read_seed_tasks(path: str | Path) -> list[dict]:
 
 def _upstream_records(paths: list[Path]) -> Iterator[dict]:
     for path in paths:
-        for batch in pq.ParquetFile(path).iter_batches(columns=["id", "messages", "meta"], batch_size=2048):
+        for batch in shards.parquet_file(path).iter_batches(
+            columns=["id", "messages", "meta"], batch_size=2048
+        ):
             yield from batch.to_pylist()
 
 

@@ -31,7 +31,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from factory import shards
+from factory import shards, store
 from factory.errors import UserError
 from factory.llm.config import RUNTIME_FIELDS
 from factory.records import RECORD_SCHEMA, REJECT_SCHEMA, dumps_meta
@@ -123,7 +123,7 @@ class SynthStage:
         cfg = self.config
         self.check(cfg)
         run_dir = ctx.work_dir.parent.parent
-        cache = Path(cfg.cache) if cfg.cache else run_dir / "_cache" / "llm.sqlite"
+        cache = Path(cfg.cache) if cfg.cache else store.local_dir(run_dir, "_cache", "llm.sqlite")
         cache.parent.mkdir(parents=True, exist_ok=True)
         folder = ctx.work_dir / GENERATED
         for old in shards.list_shards(folder):
