@@ -5,8 +5,9 @@
 started. `map_unordered(fn, tasks)` runs `fn(task)` as one Ray task per task (fn is the runner's module-level
 `run_shard`, or a stage's prepare-pass function, exactly as on the local executor), at most `2 x cluster CPUs` in
 flight so that a streaming producer (ingest) stays bounded, and yields results as they finish; the first failure
-cancels the rest and is re-raised. Everything a task reads or writes goes through the run directory, so the
-workers must see the same paths (a shared filesystem); each worker needs factory installed (`pip install
+cancels the rest and is re-raised. Everything a task reads or writes goes through the run directory, so every
+worker must reach it by the same name: an object-store URI (`factory.store`; each node with its own credentials)
+or a shared filesystem mounted at the same path; each worker needs factory installed (`pip install
 'factory[ray]'`).
 
 Dedup's global passes are already "a few map steps plus files on disk" (signatures per shard, band keys hashed
@@ -65,13 +66,14 @@ class RayExecutor:
             if self.address:
                 _check_reachable(self.address)
                 kwargs["address"] = self.address
-            else:
-                kwargs["num_cpus"] = self.workers
+            else:  # "local": a new cluster, even when RAY_ADDRESS or a `ray start` on this machine names one
+                kwargs.update(address="local", num_cpus=self.workers)
             try:
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise UserError(f"cannot connect to the Ray cluster at {self.address}: {first}") from None
+                where = f"the Ray cluster at {self.address}" if self.address else "a local Ray cluster"
+                raise UserError(f"cannot connect to {where}: {first}") from None
             self._started = True
         self.workers = max(1, int(ray.cluster_resources().get("CPU", self.workers)))
         return self
@@ -83,7 +85,9 @@ class RayExecutor:
 
     def _remote(self, fn: Callable) -> Any:
         if fn not in self._remotes:
-            self._remotes[fn] = self._ray.remote(num_cpus=1, max_retries=0)(fn)
+            # SPREAD: shard tasks over every node (Ray's default fills the driver's node first); their files are
+            # in the run directory, so no node is closer to them than another
+            self._remotes[fn] = self._ray.remote(num_cpus=1, max_retries=0, scheduling_strategy="SPREAD")(fn)
         return self._remotes[fn]
 
     def map_unordered(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:

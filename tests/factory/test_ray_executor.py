@@ -118,3 +118,14 @@ def test_unreachable_cluster_address_is_exit_2_in_seconds(tmp_path, capsys):
     assert time.perf_counter() - start < 30
     err = " ".join(capsys.readouterr().err.split())
     assert f"cannot connect to the Ray cluster at 127.0.0.1:{port}: nothing answers there" in err
+
+
+def test_no_address_starts_a_local_cluster_even_when_another_is_named(tmp_path, monkeypatch):
+    """Without `ray.address`, a run starts its own cluster: RAY_ADDRESS (or a `ray start` on this machine) naming
+    another, here a dead one, is not joined."""
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    data = write_jsonl(tmp_path / "in.jsonl", corpus(20))
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "run", [{"path": data, "format": "messages"}])
+    assert run_cli("run", "clean", "-c", str(cfg), "--executor", "ray", "--workers", "1") == 0
+    ingest, clean = (read_stage(tmp_path / "run", stage)[2]["counts"] for stage in ("ingest", "clean"))
+    assert clean["in"] == ingest["out"] == 23
