@@ -264,7 +264,11 @@ def training_run(cfg: EvalConfig) -> RunPath | None:
     data = train_cfg.get("data")
     if not isinstance(data, str):
         return None
-    for folder in [Path(data), *Path(data).parents]:
+    where = store.location(data)
+    if isinstance(where, store.StorePath):  # RUN_DIR/mix on a store
+        run = where.parent if where.name == "mix" else None
+        return run if run is not None and (run / "mix" / "manifest.json").exists() else None
+    for folder in [where, *where.parents]:
         if folder.name == "mix" and (folder.parent / "mix" / "manifest.json").is_file():
             return folder.parent
     return None

@@ -1,4 +1,5 @@
-"""Runs stages in order over a run directory: skip what is up to date, resume what was cut off, map the rest.
+"""Runs stages in order over a run directory (a local folder, or a prefix on an object store: `factory.store`):
+skip what is up to date, resume what was cut off, map the rest.
 
 For each stage the runner
 1. computes the stage's config hash and input fingerprint (for `ingest`: the input files' paths, sizes and

@@ -82,7 +82,10 @@ class StorePath:
 
     @property
     def name(self) -> str:
-        return self.rel.rsplit("/", 1)[-1] if self.rel else self.root_path.rstrip("/").rsplit("/", 1)[-1]
+        if self.rel:
+            return self.rel.rsplit("/", 1)[-1]
+        parts = urlsplit(self.root)
+        return parts.path.rstrip("/").rsplit("/", 1)[-1] or parts.netloc.rpartition("@")[2]
 
     @property
     def stem(self) -> str:
@@ -94,9 +97,13 @@ class StorePath:
 
     @property
     def parent(self) -> StorePath:
-        if not self.rel:
-            raise ValueError(f"{self}: no parent inside the run directory")
-        return StorePath(self.root, self.rel.rpartition("/")[0])
+        if self.rel:
+            return StorePath(self.root, self.rel.rpartition("/")[0])
+        parts = urlsplit(self.root)  # above the root: the same URI with one path segment less
+        path = parts.path.rstrip("/")
+        if not path:
+            raise ValueError(f"{self}: the top of the store has no parent")
+        return StorePath(urlunsplit(parts._replace(path=path.rpartition("/")[0])))
 
     @property
     def uri(self) -> str:

@@ -84,7 +84,8 @@ class TrainConfig(Section):
     )
     data: str | list[str] = Field(
         description="Training data: a `mix` output folder (its train/ and validation/ are used), or Parquet/JSONL "
-        "files, folders or globs in ShareGPT, Alpaca or messages format."
+        "files, folders or globs in ShareGPT, Alpaca or messages format. A folder or file may be on an object "
+        "store (`s3://bucket/runs/x/mix`)."
     )
     validation: str | list[str] | None = Field(
         default=None,

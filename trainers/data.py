@@ -32,8 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from factory import shards, store
 from factory.errors import InputError, UserError
 from factory.records import CONVERTERS, RecordFault, check_role_order, detect_format
+from factory.shards import RunPath
+from factory.store import StorePath
 
 IGNORE = -100
 DATA_SUFFIXES = (".parquet", ".jsonl", ".json")
@@ -78,45 +81,48 @@ MARKERS: dict[str, list[str]] = {
 # ---- reading -------------------------------------------------------------------------------------------------
 
 
-def resolve_files(spec: str | list[str]) -> list[Path]:
-    """Every data file named by a path, folder or glob (or a list of them), sorted; none found is an InputError."""
-    files: list[Path] = []
-    for item in [spec] if isinstance(spec, str) else spec:
-        p = Path(item)
-        if p.is_dir():
+def resolve_files(spec: str | RunPath | list[str]) -> list[RunPath]:
+    """Every data file named by a path, folder or glob (or a list of them), sorted; none found is an InputError.
+    A path may be a URI on an object store (`s3://bucket/runs/x/mix`: a folder or one object; no globs)."""
+    files: list[RunPath] = []
+    for item in spec if isinstance(spec, list) else [spec]:
+        p = store.location(item)
+        if isinstance(p, StorePath):
+            found = [f for f in p.rglob("*") if f.name.endswith(DATA_SUFFIXES)] or (
+                [p] if p.is_file() else []
+            )
+        elif p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(DATA_SUFFIXES))
         elif p.is_file():
             found = [p]
         else:
-            found = sorted(Path(f) for f in glob.glob(item, recursive=True) if f.endswith(DATA_SUFFIXES))
+            found = sorted(Path(f) for f in glob.glob(str(p), recursive=True) if f.endswith(DATA_SUFFIXES))
         if not found:
-            raise InputError(f"{item}: no Parquet or JSONL data found there")
+            raise InputError(f"{p}: no Parquet or JSONL data found there")
         files += found
     return files
 
 
 def resolve_splits(
     data: str | list[str], validation: str | list[str] | None
-) -> tuple[list[Path], list[Path]]:
+) -> tuple[list[RunPath], list[RunPath]]:
     """(train files, validation files): a mix folder gives its train/ and validation/, else `data` + `validation`."""
-    if isinstance(data, str) and (Path(data) / "train").is_dir():
-        mix = Path(data)
+    if isinstance(data, str) and (store.location(data) / "train").is_dir():
+        mix = store.location(data)
         val_dir = mix / "validation"
         has_val = val_dir.is_dir() and any(val_dir.glob("*.parquet"))
-        val = resolve_files(validation) if validation else resolve_files(str(val_dir)) if has_val else []
-        return resolve_files(str(mix / "train")), val
+        val = resolve_files(validation) if validation else resolve_files(val_dir) if has_val else []
+        return resolve_files(mix / "train"), val
     return resolve_files(data), resolve_files(validation) if validation else []
 
 
-def _rows(path: Path) -> Any:
+def _rows(path: RunPath) -> Any:
     """(where, object) for every row of a Parquet or JSON Lines file (a .json file may also be one array)."""
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for i, row in enumerate(pq.read_table(path).to_pylist()):
+        for i, row in enumerate(shards.read_table(path).to_pylist()):
             yield f"{path}#{i}", row
         return
-    text = path.read_text(encoding="utf-8")
+    text = path.read_bytes().decode("utf-8")
     if path.suffix == ".json" and text.lstrip().startswith("["):
         for i, row in enumerate(json.loads(text)):
             yield f"{path}#{i}", row
@@ -129,7 +135,7 @@ def _rows(path: Path) -> Any:
                 raise InputError(f"{path}:{n}: not valid JSON: {exc.msg}") from None
 
 
-def read_conversations(files: list[Path]) -> list[list[dict[str, str]]]:
+def read_conversations(files: list[RunPath]) -> list[list[dict[str, str]]]:
     """Every record of the files as a list of {role, content} turns (system first, ending with the assistant)."""
     out = []
     for path in files:

@@ -262,3 +262,31 @@ def test_decontam_index_reaches_a_worker_without_the_drivers_cache(s3, tmp_path,
         assert index.meta["ngrams"] == meta["ngrams"] and index.settings == settings
         assert np.array_equal(index.grams, np.load(folder / "grams.npy"))
     assert ix.fetch(gone, store_run) == fetched  # once: the next call finds it
+
+
+def test_trainer_and_eval_read_a_mix_on_a_store(s3, local_run, tmp_path):
+    """`factory train` takes `data: s3://.../RUN_DIR/mix` (its train/ and validation/ as from a local folder), and
+    `factory eval` finds that run from the adapter's train_config.json."""
+    from types import SimpleNamespace
+
+    from evals.run import decontam_findings, training_run
+    from trainers.data import read_conversations, resolve_splits
+
+    local_dir, _ = local_run
+    s3.put(
+        {f"runs/t/{p.relative_to(local_dir)}": p.read_bytes() for p in local_dir.rglob("*") if p.is_file()}
+    )
+    uri = s3.uri("runs/t/mix")
+    train, val = resolve_splits(uri, None)
+    local_train, local_val = resolve_splits(str(local_dir / "mix"), None)
+    assert [p.name for p in train] == [p.name for p in local_train] and len(val) == len(local_val) > 0
+    assert read_conversations(train) == read_conversations(local_train)
+    assert read_conversations(val) == read_conversations(local_val)
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "train_config.json").write_text(json.dumps({"data": uri}))
+    run_dir = training_run(SimpleNamespace(run_dir=None, adapter=str(adapter)))
+    assert str(run_dir) == f"s3://{s3.bucket}/runs/t"
+    assert decontam_findings(run_dir) == decontam_findings(local_dir)
+    assert decontam_findings(run_dir)["gsm8k"]["records_removed"] == 1
