@@ -365,17 +365,16 @@ def _execute(
         log.info("%s: resuming, %d shards already done", name, len(done))
     figures = prepare() if prepare is not None else {}
 
+    markers = [shards.read_json(stage_dir / MARKERS / f"{n}.json") for n in sorted(done)]  # done before
     with _progress(opts.console) as progress:
         bar = progress.add_task(name, total=total, rate="")
         seen = 0
         for marker in executor.map_unordered(run_shard, tasks(done)):
+            markers.append(marker)
             seen += marker["in"]
             elapsed = max(time.time() - started, 1e-9)
             progress.update(bar, advance=marker["in"], rate=f"{seen / elapsed:,.0f} rec/s")
-
-    markers = sorted(
-        (shards.read_json(p) for p in (stage_dir / MARKERS).glob("part-*.json")), key=lambda m: m["name"]
-    )
+    markers.sort(key=lambda m: m["name"])
     counts = {"in": 0, "out": 0, "rejected": 0}
     by_reason: dict[str, int] = {}
     merged: dict[str, Any] = {}

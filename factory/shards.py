@@ -1,9 +1,11 @@
 """The files of a run directory, local or on an object store: atomic writes, listing, reading, and digests.
 
 Nothing in a run directory is ever half-written: a local file is written to a `.tmp-*` sibling and renamed into
-place, so a crash leaves either the old file, the new file, or a stray temp file that `remove_temp_files` deletes;
-a file on a store (`factory.store.StorePath`) is serialised in memory and uploaded in one piece, and an object
-appears whole or not at all. Every function takes a `Path` or a `StorePath` (`RunPath`).
+place, so a crash leaves either the old file, the new file, or a stray temp file that `remove_temp_files` deletes.
+A file on a store (`factory.store.StorePath`) is serialised in memory, then uploaded: an object exists only once
+its upload is closed, so a crash mid-upload leaves none (a store error mid-upload may leave a partial one, which,
+as the shard's marker is written last, is redone on resume). Every function takes a `Path` or a `StorePath`
+(`RunPath`).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ pyarrow filesystem (`s3://bucket/runs/x`, `gs://...`, `hdfs://...`), and `locati
 
 Code that reads and writes a run directory (the runner, the stages' work folders, report, audit) takes either
 kind and goes through `factory.shards` for file contents: there a `Path` is written to a temp file and renamed,
-a `StorePath` is written with one upload of the finished bytes (an object appears whole or not at all; a shard's
-marker, written last, says its files are complete). `/`, `name`, `parent`, `exists()`, `glob()`, `mkdir()`,
+a `StorePath` is written with one upload of the finished bytes (an object exists once its upload is closed; a
+shard's marker, written last, says its files are complete). `/`, `name`, `parent`, `exists()`, `glob()`, `mkdir()`,
 `read_bytes()`, `write_bytes()` and `unlink()` behave as on a Path; there is deliberately no `__fspath__`, so
 code that would `open()` a store path fails loudly instead of writing a local file named `s3:`.
 
@@ -213,7 +213,7 @@ class StorePath:
         return self.read_bytes().decode(encoding)
 
     def write_bytes(self, data: bytes | pa.Buffer) -> None:
-        """One upload: the object appears when the stream is closed, whole."""
+        """One upload: the object exists once the stream is closed."""
         try:
             with self.fs.open_output_stream(self.path) as f:
                 f.write(data)
