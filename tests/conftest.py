@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -62,3 +63,33 @@ def alpaca(i: int, **over) -> dict:
 @pytest.fixture
 def good_rows() -> list[dict]:
     return [alpaca(i) for i in range(20)]
+
+
+CORPUS_WORDS = [a + b + c for a in "bcdfghklmnprst" for b in "aeiou" for c in "lmnrstx"]
+
+
+def chat_corpus(n: int = 3000) -> list[dict]:
+    """n distinct two-turn conversations of random words, an exact and a near duplicate of every 50th, an empty
+    answer (clean's reject) and a line that is not an object (ingest's reject)."""
+    rng = random.Random(7)
+    rows = []
+    for i in range(n):
+        text = " ".join(rng.choice(CORPUS_WORDS) for _ in range(40))
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"Summarise item {i}."},
+                    {"role": "assistant", "content": text},
+                ]
+            }
+        )
+    for i in range(0, n, 50):  # exact and near duplicates
+        rows.append(rows[i])
+        near = json.loads(json.dumps(rows[i + 1]))
+        near["messages"][1]["content"] = near["messages"][1]["content"].replace(" ", "  ", 3) + " extra"
+        rows.append(near)
+    rows.append(
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]}
+    )  # empty
+    rows.append("not an object")
+    return rows

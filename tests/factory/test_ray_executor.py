@@ -4,54 +4,29 @@ same reasons, for ingest, clean, dedup and decontam; and resume after a cut-off 
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 
-from tests.conftest import read_stage, run_cli, write_config, write_jsonl
+from tests.conftest import chat_corpus, read_stage, run_cli, write_config, write_jsonl
 
 ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'factory[ray]')")
 
-WORDS = [a + b + c for a in "bcdfghklmnprst" for b in "aeiou" for c in "lmnrstx"]
 
-
-def corpus(n: int = 3000) -> list[dict]:
-    rng = random.Random(7)
-    rows = []
-    for i in range(n):
-        text = " ".join(rng.choice(WORDS) for _ in range(40))
-        rows.append(
-            {
-                "messages": [
-                    {"role": "user", "content": f"Summarise item {i}."},
-                    {"role": "assistant", "content": text},
-                ]
-            }
-        )
-    for i in range(0, n, 50):  # exact and near duplicates
-        rows.append(rows[i])
-        near = json.loads(json.dumps(rows[i + 1]))
-        near["messages"][1]["content"] = near["messages"][1]["content"].replace(" ", "  ", 3) + " extra"
-        rows.append(near)
-    rows.append(
-        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]}
-    )  # empty
-    rows.append("not an object")
-    return rows
-
-
-def run(tmp_path, name: str, executor: str, *extra: str) -> dict:
+def run(tmp_path, name: str, *args: str, **config) -> dict:
+    """`factory run clean dedup decontam` with CLI `args` (`--executor ray`) and top-level `config` keys (`executor`,
+    `ray`); {stage: (kept ids, (origin, reason) rejects, counts, number of shards)}."""
     data = tmp_path / "in.jsonl"
     if not data.exists():
-        write_jsonl(data, corpus())
+        write_jsonl(data, chat_corpus())
     cfg = write_config(
         tmp_path / f"{name}.yaml",
         tmp_path / name,
         [{"path": data, "format": "messages", "source": "t"}],
         stages={"ingest": {"shard_rows": 500}, "clean": {"pii": {"enabled": False}}},
+        **config,
     )
     stages = ["clean", "dedup", "decontam"]
-    assert run_cli("run", *stages, "-c", str(cfg), "--executor", executor, "--workers", "2", *extra) == 0
+    assert run_cli("run", *stages, "-c", str(cfg), "--workers", "2", *args) == 0
     out = {}
     for stage in ["ingest", *stages]:
         kept, rejects, manifest = read_stage(tmp_path / name, stage)
@@ -59,6 +34,7 @@ def run(tmp_path, name: str, executor: str, *extra: str) -> dict:
             sorted(r["id"] or r["origin"] for r in kept),
             sorted((r["origin"], r["reason"]) for r in rejects),
             manifest["counts"],
+            len(manifest["shards"]),
         )
     return out
 
@@ -71,15 +47,15 @@ def _no_usage_stats():
 
 
 def test_ray_gives_the_same_outputs_as_local(tmp_path):
-    local = run(tmp_path, "local", "local")
-    on_ray = run(tmp_path, "ray", "ray")
+    local = run(tmp_path, "local", "--executor", "local")
+    on_ray = run(tmp_path, "ray", "--executor", "ray")
     for stage in local:
         assert on_ray[stage] == local[stage], stage
     assert local["dedup"][2]["rejected"] > 0 and local["ingest"][2]["rejected"] == 1
 
 
 def test_ray_run_resumes_finished_shards(tmp_path, caplog):
-    run(tmp_path, "r", "ray")
+    run(tmp_path, "r", "--executor", "ray")
     # cut off: clean's manifest back to running and two shard markers gone, as a crash would leave them
     clean = tmp_path / "r" / "clean"
     manifest = json.loads((clean / "manifest.json").read_text())
@@ -89,7 +65,7 @@ def test_ray_run_resumes_finished_shards(tmp_path, caplog):
     for m in markers[:2]:
         m.unlink()
     before = {p.name: p.stat().st_mtime_ns for p in clean.glob("part-*.parquet")}
-    again = run(tmp_path, "r", "ray")
+    again = run(tmp_path, "r", "--executor", "ray")
     assert "clean: resuming" in (tmp_path / "r" / "factory.log").read_text()
     after = {p.name: p.stat().st_mtime_ns for p in clean.glob("part-*.parquet")}
     redone = {name for name in before if before[name] != after[name]}
@@ -105,7 +81,7 @@ def test_unreachable_cluster_address_is_exit_2_in_seconds(tmp_path, capsys):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     data = tmp_path / "in.jsonl"
-    write_jsonl(data, corpus(10))
+    write_jsonl(data, chat_corpus(10))
     cfg = write_config(
         tmp_path / "c.yaml",
         tmp_path / "run",
@@ -124,7 +100,7 @@ def test_no_address_starts_a_local_cluster_even_when_another_is_named(tmp_path, 
     """Without `ray.address`, a run starts its own cluster: RAY_ADDRESS (or a `ray start` on this machine) naming
     another, here a dead one, is not joined."""
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
-    data = write_jsonl(tmp_path / "in.jsonl", corpus(20))
+    data = write_jsonl(tmp_path / "in.jsonl", chat_corpus(20))
     cfg = write_config(tmp_path / "c.yaml", tmp_path / "run", [{"path": data, "format": "messages"}])
     assert run_cli("run", "clean", "-c", str(cfg), "--executor", "ray", "--workers", "1") == 0
     ingest, clean = (read_stage(tmp_path / "run", stage)[2]["counts"] for stage in ("ingest", "clean"))

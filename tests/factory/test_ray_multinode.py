@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import read_stage, run_cli, write_config, write_jsonl
-from tests.factory.test_ray_executor import corpus
+from tests.factory.test_ray_executor import run
 
 ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'factory[ray]')")
 
@@ -50,31 +49,6 @@ def cluster(tmp_path_factory):
             ray.shutdown()  # a no-op unless a failed run left this process connected
             c.shutdown()
             shutil.rmtree(base, ignore_errors=True)
-
-
-def run(tmp_path: Path, name: str, **executor) -> dict:
-    """Run clean, dedup and decontam; {stage: (kept ids, (origin, reason) rejects, counts, number of shards)}."""
-    data = tmp_path / "in.jsonl"
-    if not data.exists():
-        write_jsonl(data, corpus())
-    cfg = write_config(
-        tmp_path / f"{name}.yaml",
-        tmp_path / name,
-        [{"path": data, "format": "messages", "source": "t"}],
-        stages={"ingest": {"shard_rows": 500}, "clean": {"pii": {"enabled": False}}},
-        **executor,
-    )
-    assert run_cli("run", *STAGES, "-c", str(cfg)) == 0
-    out = {}
-    for stage in ["ingest", *STAGES]:
-        kept, rejects, manifest = read_stage(tmp_path / name, stage)
-        out[stage] = (
-            sorted(r["id"] or r["origin"] for r in kept),
-            sorted((r["origin"], r["reason"]) for r in rejects),
-            manifest["counts"],
-            len(manifest["shards"]),
-        )
-    return out
 
 
 def shard_tasks_started(node) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import random
 import time
 from pathlib import Path
 
@@ -15,46 +14,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from factory import store
-from tests.conftest import read_stage, run_cli, write_config, write_jsonl
+from tests.conftest import chat_corpus, read_stage, run_cli, write_config, write_jsonl
 
-WORDS = [a + b + c for a in "bcdfghklmnprst" for b in "aeiou" for c in "lmnrstx"]
 BENCHMARKS = Path(__file__).resolve().parents[2] / "data" / "benchmarks"
 STAGES = ["clean", "dedup", "decontam", "mix"]
 
 
-def corpus(n: int = 600) -> list[dict]:
-    """Distinct records, exact and near duplicates, an empty answer, a line that is not an object, and a record
-    holding a GSM8K test question (decontam's hit)."""
-    rng = random.Random(3)
-    rows = []
-    for i in range(n):
-        text = " ".join(rng.choice(WORDS) for _ in range(40))
-        rows.append(
-            {
-                "messages": [
-                    {"role": "user", "content": f"Summarise item {i} for me, please."},
-                    {"role": "assistant", "content": text},
-                ]
-            }
-        )
-    for i in range(0, n, 60):
-        rows.append(rows[i])
-        near = json.loads(json.dumps(rows[i + 1]))
-        near["messages"][1]["content"] = near["messages"][1]["content"] + " extra"
-        rows.append(near)
+def corpus() -> list[dict]:
+    """`chat_corpus` (duplicates, an empty answer, a line that is not an object) and a record holding a GSM8K test
+    question (decontam's hit)."""
     with gzip.open(BENCHMARKS / "gsm8k" / "test.jsonl.gz", "rt") as f:
         question = json.loads(f.readline())["question"]
-    rows.append(
-        {
-            "messages": [
-                {"role": "user", "content": question},
-                {"role": "assistant", "content": "It is 18 dollars."},
-            ]
-        }
-    )
-    rows.append({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]})
-    rows.append("not an object")
-    return rows
+    reply = {"role": "assistant", "content": "It is 18 dollars."}
+    return [*chat_corpus(600), {"messages": [{"role": "user", "content": question}, reply]}]
 
 
 def run(data: Path, run_dir: str, *extra: str, name: str = "cfg") -> int:
