@@ -45,17 +45,21 @@ def location(text: str | os.PathLike) -> Path | StorePath:
     return Path(text)
 
 
-def local_dir(run_dir: Path | StorePath, *parts: str) -> Path:
-    """A local folder for what a run keeps on this machine: the run directory itself when it is local, else a
-    folder under the factory cache named by the run's URI ($FACTORY_CACHE_DIR, $XDG_CACHE_HOME/factory, or
-    ~/.cache/factory, then `runs/<hash>`)."""
-    if isinstance(run_dir, Path):
-        return run_dir.joinpath(*parts)
+def cache_dir(*parts: str) -> Path:
+    """factory's cache folder on this machine: $FACTORY_CACHE_DIR, else $XDG_CACHE_HOME/factory, else
+    ~/.cache/factory (then `parts`)."""
     base = os.environ.get("FACTORY_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "factory"
     )
-    key = hashlib.blake2b(run_dir.uri.encode(), digest_size=8).hexdigest()
-    return Path(base, "runs", key, *parts)
+    return Path(base, *parts)
+
+
+def local_dir(run_dir: Path | StorePath, *parts: str) -> Path:
+    """A local folder for what a run keeps on this machine: the run directory itself when it is local, else
+    `cache_dir("runs", <hash of the run's URI>)`."""
+    if isinstance(run_dir, Path):
+        return run_dir.joinpath(*parts)
+    return cache_dir("runs", hashlib.blake2b(run_dir.uri.encode(), digest_size=8).hexdigest(), *parts)
 
 
 class StorePath:

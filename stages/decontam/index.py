@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from factory import shards
+from factory import shards, store
 from factory.shards import RunPath
 from stages.decontam import benchmarks as bm
 from stages.decontam.benchmarks import CODE, TEXT, Benchmark, Source
@@ -58,10 +58,7 @@ class Settings:
 
 
 def default_cache_dir() -> Path:
-    if os.environ.get("FACTORY_CACHE_DIR"):
-        return Path(os.environ["FACTORY_CACHE_DIR"]) / "decontam"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "factory" / "decontam"
+    return store.cache_dir("decontam")
 
 
 def cache_key(sources: list[Source], settings: Settings) -> str:
