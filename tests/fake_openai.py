@@ -1,4 +1,5 @@
-"""A real OpenAI-compatible HTTP server for the tests and benchmarks: POST /v1/chat/completions, non-streaming.
+"""A real OpenAI-compatible HTTP server for the tests and benchmarks: POST /v1/chat/completions and
+/v1/completions (plain text: `answer` gets `[{"role": "prompt", "content": prompt}]`), non-streaming.
 
 `serve(answer, latency_s=0, faults=None)` runs a `ThreadingHTTPServer` on a free 127.0.0.1 port in a background
 thread and yields a `FakeServer` with `.base_url` (ends in /v1), `.requests` (every body received, faulted ones
@@ -121,7 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _post(self, fake: FakeServer) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        text_completion = self.path.rstrip("/").endswith("/v1/completions")
+        if not (text_completion or self.path.rstrip("/").endswith("/chat/completions")):
             return self._send(404, b'{"error": {"message": "not found"}}')
         body = json.loads(raw)
         with fake.lock:
@@ -150,12 +152,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if name == "hang":
             time.sleep(float(arg or 30))
-        messages = body.get("messages", [])
+        messages = (
+            [{"role": "prompt", "content": body.get("prompt", "")}]
+            if text_completion
+            else body.get("messages", [])
+        )
         n = int(body.get("n") or 1)
         texts = fake.answer(messages, body)
         texts = [texts] * n if isinstance(texts, str) else list(texts)
         choices = [
-            {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+            {"index": i, "text": t, "finish_reason": "stop"}
+            if text_completion
+            else {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
             for i, t in enumerate(texts)
         ]
         if name == "refuse":

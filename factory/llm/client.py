@@ -8,6 +8,10 @@ kind (`http_4xx`, `http_5xx`, `rate_limited`, `timeout`, `connection`, `malforme
 stage turns failures into rejects. `BaseClient` does the cache, the de-duplication and the counting; a backend
 only implements `_run(todo, deliver)`.
 
+A request whose only message has the role `prompt` (`ChatRequest.completion(text)`) is a plain-text completion,
+for base models: no chat template, the model continues the text (`/v1/completions` on an OpenAI-compatible
+server).
+
 The cache key covers only what changes the answer: the model, the messages, `n` and the effective sampling
 parameters (the config's defaults overridden by the request's). Concurrency, timeouts and the endpoint's URL
 are left out, so tuning them never invalidates a cache.
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from factory.llm.cache import ResponseCache
 
 SAMPLING_PARAMS = ("temperature", "top_p", "max_tokens", "seed", "stop")
+PROMPT_ROLE = "prompt"  # the role of a plain-text completion's one message
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,18 @@ class ChatRequest:
     params: tuple[
         tuple[str, Any], ...
     ] = ()  # per-request overrides of temperature/top_p/max_tokens/seed/stop
+
+    @classmethod
+    def completion(cls, text: str, n: int = 1, params: tuple[tuple[str, Any], ...] = ()) -> ChatRequest:
+        """A plain-text completion request: the model continues `text`, no chat template."""
+        return cls(messages=((PROMPT_ROLE, text),), n=n, params=params)
+
+    @property
+    def raw_prompt(self) -> str | None:
+        """The text of a plain-text completion request; None for a chat request."""
+        if len(self.messages) == 1 and self.messages[0][0] == PROMPT_ROLE:
+            return self.messages[0][1]
+        return None
 
     def effective_params(self, defaults: dict) -> dict:
         """The sampling parameters actually used: the defaults overridden by `params`; None values dropped."""

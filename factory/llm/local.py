@@ -5,10 +5,13 @@ template with the generation prompt appended; prompts are padded on the left, so
 its generation starts. Requests are grouped by their sampling parameters (one `generate` call takes one set) and,
 within a group, sorted by prompt length so that a batch pads little; results still come back in request order.
 `n` choices are `num_return_sequences` (a greedy request, temperature 0, decodes once and repeats the text).
-Only the new tokens are decoded; a choice ends at the first EOS token. `stop` strings are cut from the decoded
-text afterwards, as OpenAI does (generation itself runs on to EOS or max_tokens: transformers' `stop_strings`
-needs tokenizer internals that not every tokenizer has). Prompt tokens count once per request, completion tokens
-per choice, every generated token included.
+Only the new tokens are decoded; a choice ends at the first EOS token or `stop` string, which is cut from the
+text, as OpenAI does. A row stops generating once its last new tokens decode to text holding a stop string
+(`_StopStrings`, a stopping criterion that decodes a short tail of each row per step: transformers' own
+`stop_strings` needs tokenizer internals that not every tokenizer has), so a rambling model does not run on to
+max_tokens. Prompt tokens count once per request, completion tokens per choice, every generated token included.
+A plain-text completion request (`ChatRequest.completion`, for base models) is tokenised as is, with the
+tokenizer's special tokens (BOS), and no chat template.
 
 `factory eval` also passes a LoRA `adapter` folder (merged into the base after loading; its saved tokenizer is
 used when there is one, with the embeddings resized to it), a `chat_template` to use instead of the tokenizer's
@@ -89,16 +92,25 @@ class TransformersClient(BaseClient):
         if eos is None:
             eos = self.tokenizer.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self._end = self._eos | {self.tokenizer.pad_token_id}  # a row stopped early is padded after its end
 
     def _prompt(self, request: ChatRequest) -> str:
+        """The text the model continues: a completion request's own, else the chat template's rendering."""
+        if request.raw_prompt is not None:
+            return request.raw_prompt
         messages = [{"role": role, "content": content} for role, content in request.messages]
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def _prompt_ids(self, request: ChatRequest) -> list[int]:
+        # a chat template writes its own special tokens (BOS); a plain prompt gets the tokenizer's
+        special = request.raw_prompt is not None
+        return self.tokenizer(self._prompt(request), add_special_tokens=special)["input_ids"]
 
     def _run(self, todo: list[tuple[str, ChatRequest]], deliver: Callable[[ChatResult], None]) -> None:
         groups: dict[str, list[tuple[str, ChatRequest, list[int]]]] = {}
         for key, request in todo:
             params = request.effective_params(self.defaults)
-            ids = self.tokenizer(self._prompt(request), add_special_tokens=False)["input_ids"]
+            ids = self._prompt_ids(request)
             shared = {k: v for k, v in params.items() if k != "seed"}
             groups.setdefault(repr((sorted(shared.items()), request.n)), []).append((key, request, ids))
         for items in groups.values():
@@ -132,6 +144,8 @@ class TransformersClient(BaseClient):
         else:
             kwargs["do_sample"] = False
         stop = params.get("stop") or []
+        if stop:
+            kwargs["stopping_criteria"] = _stop_strings(self.tokenizer, stop, inputs["input_ids"].shape[1])
         self._requests += len(batch)
         with torch.inference_mode():
             out = self.model_obj.generate(**inputs, **kwargs)
@@ -160,7 +174,7 @@ class TransformersClient(BaseClient):
 
     def _decode(self, row: list[int], stop: list[str]) -> tuple[str, str, int]:
         """(text, finish reason, tokens generated) of one sequence of new tokens."""
-        end = next((i for i, t in enumerate(row) if t in self._eos), None)
+        end = next((i for i, t in enumerate(row) if t in self._end), None)
         used = row if end is None else row[: end + 1]
         text = self.tokenizer.decode(row[:end] if end is not None else row, skip_special_tokens=True)
         reason = "length" if end is None else "stop"
@@ -168,6 +182,24 @@ class TransformersClient(BaseClient):
         if cuts:
             text, reason = text[: min(cuts)], "stop"
         return text, reason, len(used)
+
+
+def _stop_strings(tokenizer, stop: list[str], start: int):
+    """A stopping criterion that ends each row whose new tokens (after position `start`) end in text holding a stop
+    string: it decodes the last few tokens of every row per step (a token is at least a character, so a tail of
+    the longest stop's length plus a margin always holds a stop string that has just been completed)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    window = max(len(s) for s in stop) + 8
+
+    class StopStrings(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            tails = input_ids[:, start:][:, -window:].tolist()
+            texts = tokenizer.batch_decode(tails, skip_special_tokens=True)
+            return torch.tensor([any(s in t for s in stop) for t in texts], device=input_ids.device)
+
+    return StoppingCriteriaList([StopStrings()])
 
 
 def _with_adapter(model, adapter: Path, vocab: int):

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible backend: chat completions over HTTP with the `openai` package, many requests in flight.
+"""The OpenAI-compatible backend: chat completions over HTTP with the `openai` package, many requests in flight
+(plain-text completion requests, `ChatRequest.completion`, go to /completions and read each choice's `text`).
 
 `complete_all` is synchronous for its callers and runs the requests on a private asyncio event loop (kept for the
 client's life, so connections are reused between calls), at most `max_in_flight` at once. The SDK's own retries
@@ -99,7 +100,6 @@ class OpenAIClient(BaseClient):
 
     async def _send(self, key: str, request: ChatRequest) -> ChatResult:
         params = request.effective_params(self.defaults)
-        messages = [{"role": role, "content": content} for role, content in request.messages]
         estimate = sum(len(c) for _, c in request.messages) // 4 + 4 * len(request.messages)
         rate_tokens = estimate + params.get("max_tokens", 0) * request.n
         attempt = malformed = 0
@@ -117,7 +117,7 @@ class OpenAIClient(BaseClient):
                 self._retries += 1
             self._reserved += estimate
             try:
-                result, retry, retry_after = await self._attempt(key, messages, request.n, params)
+                result, retry, retry_after = await self._attempt(key, request, request.n, params)
             finally:
                 self._reserved -= estimate
             if self._tpm is not None:
@@ -146,16 +146,22 @@ class OpenAIClient(BaseClient):
             await self._tpm.take(tokens)
 
     async def _attempt(
-        self, key: str, messages: list[dict], n: int, params: dict
+        self, key: str, request: ChatRequest, n: int, params: dict
     ) -> tuple[ChatResult, bool, float | None]:
         """One HTTP round trip: the result (maybe a failure), whether a failure is worth another try, and the
-        server's Retry-After in seconds, if any."""
+        server's Retry-After in seconds, if any. A plain-text completion request goes to /completions."""
         openai = self._openai
+        raw = request.raw_prompt
+        if raw is None:
+            path, payload = (
+                "/chat/completions",
+                {"messages": [{"role": r, "content": c} for r, c in request.messages]},
+            )
+        else:
+            path, payload = "/completions", {"prompt": raw}
         try:
             body = await self._api.post(
-                "/chat/completions",
-                cast_to=bytes,
-                body={"model": self.model, "messages": messages, "n": n, **params},
+                path, cast_to=bytes, body={"model": self.model, **payload, "n": n, **params}
             )
         except openai.APIStatusError as exc:
             status = exc.status_code
@@ -172,10 +178,10 @@ class OpenAIClient(BaseClient):
                 True,
                 None,
             )
-        result = self._parse(key, body, messages, n)
+        result = self._parse(key, body, request, n)
         return result, result.error == "malformed", None
 
-    def _parse(self, key: str, body: bytes, messages: list[dict], n: int) -> ChatResult:
+    def _parse(self, key: str, body: bytes, request: ChatRequest, n: int) -> ChatResult:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -183,7 +189,7 @@ class OpenAIClient(BaseClient):
         texts, reasons = [], []
         try:
             for choice in sorted(data["choices"], key=lambda c: c.get("index", 0)):
-                message = choice["message"]
+                message = {"content": choice["text"]} if request.raw_prompt is not None else choice["message"]
                 content = message.get("content")
                 if choice.get("finish_reason") == "content_filter" or (
                     not content and message.get("refusal")
@@ -201,7 +207,7 @@ class OpenAIClient(BaseClient):
         except (KeyError, TypeError, ValueError, AttributeError):
             return self._failed(key, "schema", body.decode("utf-8", "replace"))
         if not usage:
-            prompt_tokens = sum(len(m["content"]) for m in messages) // 4
+            prompt_tokens = sum(len(content) for _, content in request.messages) // 4
             completion_tokens = sum(len(t) for t in texts) // 4
         if len(texts) < n:
             self._warn_once("fewer_choices", f"asked for n={n} choices, the server sent {len(texts)}")

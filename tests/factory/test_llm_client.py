@@ -63,6 +63,28 @@ def test_n_choices_and_sampling_parameters_are_sent():
     assert (second["temperature"], second["seed"], second["stop"]) == (0.0, 99, ["END"])
 
 
+def test_plain_text_completions_go_to_the_completions_endpoint(tmp_path):
+    def answer(messages, body):
+        if "prompt" not in body:
+            return "a chat answer"
+        assert messages == [{"role": "prompt", "content": body["prompt"]}]
+        return [f"{body['prompt']} continued {k}" for k in range(body["n"])]
+
+    with serve(answer) as server:
+        client = make_client(cfg(server, max_tokens=16), tmp_path / "cache.sqlite")
+        raw, chat = client.complete_all([ChatRequest.completion("def f():", n=2), ask(1)])
+        again = client.complete_all([ChatRequest.completion("def f():", n=2)])
+        client.close()
+    assert (
+        raw.texts == ["def f(): continued 0", "def f(): continued 1"] and raw.finish_reasons == ["stop"] * 2
+    )
+    assert chat.texts == ["a chat answer"] and again[0].cached and again[0].texts == raw.texts
+    completion, chat_body = sorted(server.requests, key=lambda b: "prompt" in b, reverse=True)
+    assert completion["prompt"] == "def f():" and "messages" not in completion and completion["n"] == 2
+    assert "prompt" not in chat_body and chat_body["messages"][-1]["content"] == "question 1"
+    assert ChatRequest.completion("x").raw_prompt == "x" and ask(1).raw_prompt is None
+
+
 @pytest.mark.parametrize(
     "fault, kind",
     [

@@ -101,6 +101,30 @@ def test_stop_strings_cut_the_text(model_dir):
     assert cut.finish_reasons == ["stop"]
 
 
+def test_generation_stops_at_a_stop_string(model_dir):
+    """A row ends as soon as it holds a stop string, not at max_tokens (the text is cut before it)."""
+    client = make_client(backend(model_dir, temperature=0, max_tokens=30, batch_size=2), None)
+    requests = [ChatRequest(messages=(("user", "the dog"),)), ChatRequest(messages=(("user", "a cat"),))]
+    plain = client.complete_all(requests)
+    assert all(r.completion_tokens > 4 for r in plain)
+    words = [r.texts[0].split() for r in plain]
+    stops = [(("stop", [w[1]]),) for w in words]  # the second word: one row stops early, the other goes on
+    cut = client.complete_all([ChatRequest(r.messages, params=stops[0]) for r in requests])
+    first_at = words[0].index(words[0][1])
+    assert cut[0].texts[0] == plain[0].texts[0][: plain[0].texts[0].find(words[0][1])]
+    assert cut[0].finish_reasons == ["stop"] and cut[0].completion_tokens <= first_at + 2
+    if words[0][1] not in plain[1].texts[0]:  # the other row never met the stop: it ran as before
+        assert cut[1].texts == plain[1].texts and cut[1].completion_tokens == plain[1].completion_tokens
+
+
+def test_plain_text_completion_has_no_chat_template(model_dir):
+    client = make_client(backend(model_dir, temperature=0, max_tokens=5), None)
+    (raw,) = client.complete_all([ChatRequest.completion("the dog")])
+    (chat,) = client.complete_all([ChatRequest(messages=(("user", "the dog"),))])
+    assert raw.error is None and raw.prompt_tokens == len(client.tokenizer("the dog")["input_ids"])
+    assert raw.prompt_tokens < chat.prompt_tokens
+
+
 def test_named_and_fallback_templates(model_dir, tmp_path):
     import shutil
 
