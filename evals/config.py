@@ -87,6 +87,13 @@ class EvalConfig(Section):
     limit: int | None = Field(
         default=None, ge=1, description="Score only the first N tasks of each benchmark (a quick look)."
     )
+    prompt_style: Literal["chat", "completion"] = Field(
+        default="chat",
+        description="`chat`: each task as a user message through the chat template (instruction-tuned models, "
+        "what factory train makes). `completion`: the plain-text prompts base models are scored with (HumanEval's "
+        "own prompt and Codex stop sequences, MBPP's 3-shot [BEGIN]/[DONE] prompt, `Question: ... Answer:`, MMLU's "
+        "`Answer:`), no chat template; an endpoint gets /v1/completions.",
+    )
     chat_template: Literal["auto", "chatml", "llama3", "qwen", "alpaca"] = Field(
         default="auto",
         description="transformers: `auto` uses the tokenizer's chat template (chatml when it has none); a name "

@@ -6,7 +6,9 @@ retries, rate limits). Both keep their answers in a response cache at OUTPUT_DIR
 that was cut off, or re-scored, never asks twice. The cache key names the model by content (`fingerprint`),
 so a retrained adapter at the same path is asked afresh.
 
-A task with n_samples > 1 is one request with `n` choices. Requests ask for `temperature`, `top_p`,
+With `prompt_style: completion` a task is a plain-text completion request (no chat template; /v1/completions on
+an endpoint) with the benchmark's stop strings (evals/tasks.py). A task with n_samples > 1 is one request with
+`n` choices. Requests ask for `temperature`, `top_p`,
 `max_new_tokens` and a per-request seed derived from the config's seed and the task id.
 """
 
@@ -23,7 +25,6 @@ from factory.errors import UserError
 from factory.llm.client import ChatRequest, ChatResult, Client
 from factory.llm.config import BackendConfig
 
-GSM8K_STOP = ["\n\nQuestion:", "\n\nProblem:"]  # a base model that rambles on into the next problem
 SAMPLE_BYTES = 4 << 20  # bytes hashed at each end of a big weight file
 
 
@@ -110,8 +111,10 @@ def request_for(task: Task, cfg: EvalConfig) -> ChatRequest:
     n = cfg.n_samples if task.benchmark in CODE_BENCHMARKS else 1
     seed = int.from_bytes(hashlib.blake2b(f"{cfg.seed}:{task.id}".encode(), digest_size=4).digest(), "big")
     params: list[tuple[str, object]] = [("seed", seed)]
-    if task.benchmark == "gsm8k":
-        params.append(("stop", tuple(GSM8K_STOP)))
+    if task.stop:
+        params.append(("stop", task.stop))
+    if task.completion_style:
+        return ChatRequest.completion(task.prompt, n=n, params=tuple(params))
     return ChatRequest(messages=(("user", task.prompt),), n=n, params=tuple(params))
 
 

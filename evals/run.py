@@ -55,7 +55,8 @@ def evaluate(cfg: EvalConfig, completions: str | None = None, console: Console |
         model_info = {"name": cfg.model, "backend": cfg.backend, "completions": str(completions)}
     else:
         tasks = {
-            name: T.load_tasks(name, cfg.benchmark_paths.get(name), cfg.limit) for name in cfg.benchmarks
+            name: T.load_tasks(name, cfg.benchmark_paths.get(name), cfg.limit, cfg.prompt_style)
+            for name in cfg.benchmarks
         }
         samples, generation, model_info, adapter_info = _generate(cfg, tasks, console)
         _write_completions(out / "completions.jsonl", tasks, samples)

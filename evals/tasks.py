@@ -7,6 +7,17 @@
 | gsm8k | 1,319 test (`gsm8k/test/0` ...) | the question, asked to end with `#### <number>` | the number after `####`, else the last number | numeric equality with the reference's `####` number |
 | mmlu | 14,042 test (`mmlu/<subject>/<idx>`) | the usual "multiple choice question about <subject>" with lettered choices | `Answer: X`, else the first standalone letter A-D | equality with the answer letter |
 
+That is the `chat` prompt style. The `completion` style (`prompt_style: completion`, for base models) uses the
+plain-text prompts base models are usually scored with, each with stop strings so that generation ends with the
+answer:
+
+| benchmark | completion prompt | stops at |
+| --- | --- | --- |
+| humaneval | the prompt itself (signature + docstring): the model writes the body | the Codex paper's `\nclass`, `\ndef`, `\n#`, `\nif`, `\nprint` |
+| mbpp | the MBPP paper's 3-shot prompt (tasks 2, 3, 4 of the prompt split as examples; none when the rows lack them) ending in `[BEGIN]` | `[DONE]` |
+| gsm8k | `Question: <question>\nAnswer:` (zero-shot) | `Question:` |
+| mmlu | "The following are multiple choice questions (with answers) about <subject>." + the question, choices, `Answer:` | a newline |
+
 The ids are decontam's item ids, so an eval result and an audit name the same item. Rows come from decontam's
 loader (`stages.decontam.benchmarks`): the copies shipped in data/benchmarks/, a `benchmark_paths` entry, or the
 local hub cache.
@@ -20,13 +31,14 @@ human-eval's samples format (`task_id`, `completion`), so scoring runs apart fro
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from factory.errors import UserError
 from stages.decontam.benchmarks import locate, read_rows
 from stages.decontam.config import BenchmarkSpec
 
 MBPP_TEST_IDS = range(11, 511)  # the MBPP paper's test split
+GSM8K_STOP = ("\n\nQuestion:", "\n\nProblem:")  # a chat reply that rambles on into the next problem
 BENCHMARK_ORDER = ("humaneval", "mbpp", "gsm8k", "mmlu")
 
 
@@ -34,26 +46,32 @@ BENCHMARK_ORDER = ("humaneval", "mbpp", "gsm8k", "mmlu")
 class Task:
     id: str
     benchmark: str
-    prompt: str  # the user message
+    prompt: str  # the user message (chat style) or the text the model continues (completion style)
     answer: str  # gsm8k: the number; mmlu: the letter; code: "" (tests decide)
     code_prompt: str = ""  # humaneval: the signature + docstring the completion follows
     test: str = ""  # humaneval: the check function; mbpp: the asserts (with the setup code)
     entry_point: str = ""
+    completion_style: bool = False  # `prompt` is plain text for a base model, not a chat message
+    stop: tuple[str, ...] = ()  # where generation ends
 
 
 # ---- loading ---------------------------------------------------------------------------------------------------
 
 
-def load_tasks(name: str, path: str | None = None, limit: int | None = None) -> list[Task]:
-    """The tasks of one benchmark, in the benchmark's order (the first `limit` when given)."""
+def load_tasks(
+    name: str, path: str | None = None, limit: int | None = None, style: str = "chat"
+) -> list[Task]:
+    """The tasks of one benchmark, in the benchmark's order (the first `limit` when given), with the prompts of
+    `style` (`chat` or `completion`)."""
     source = locate(BenchmarkSpec(name=name, path=path))
     rows = read_rows(source)
     make = {"humaneval": _humaneval, "mbpp": _mbpp, "gsm8k": _gsm8k, "mmlu": _mmlu}[name]
+    restyle = _completion_style(name, rows) if style == "completion" else None
     tasks = []
     for i, row in enumerate(rows):
         task = make(row, i)
         if task is not None:
-            tasks.append(task)
+            tasks.append(restyle(task, row) if restyle else task)
         if limit is not None and len(tasks) >= limit:
             break
     if not tasks:
@@ -117,11 +135,16 @@ def _gsm8k(row: dict, i: int) -> Task:
         benchmark="gsm8k",
         prompt=GSM8K_PROMPT.format(question=row["question"]),
         answer=gsm8k_reference(row["answer"]),
+        stop=GSM8K_STOP,
     )
 
 
+def _mmlu_choices(row: dict) -> str:
+    return "\n".join(f"{chr(65 + j)}. {c}" for j, c in enumerate(row["choices"]))
+
+
 def _mmlu(row: dict, i: int) -> Task:
-    choices = "\n".join(f"{chr(65 + j)}. {c}" for j, c in enumerate(row["choices"]))
+    choices = _mmlu_choices(row)
     subject = str(row.get("subject", "all"))
     answer = row.get("answer_letter") or "ABCD"[int(row["answer"])]
     return Task(
@@ -132,6 +155,56 @@ def _mmlu(row: dict, i: int) -> Task:
         ),
         answer=str(answer),
     )
+
+
+# ---- the completion style (base models) -----------------------------------------------------------------------
+
+HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # the Codex paper's
+MBPP_SHOTS = (2, 3, 4)  # the MBPP paper's few-shot examples, from its prompt split (task ids 1-10)
+MBPP_COMPLETION = (
+    "You are an expert Python programmer, and here is your task: {text} Your code should pass these tests:\n\n"
+    "{tests}\n[BEGIN]\n"
+)
+MMLU_COMPLETION = (
+    "The following are multiple choice questions (with answers) about {subject}.\n\n{question}\n{choices}\n"
+    "Answer:"
+)
+
+
+def _completion_style(name: str, rows: list[dict]):
+    """`restyle(task, row) -> task` with the completion-style prompt and stops of benchmark `name`."""
+    if name == "humaneval":
+        return lambda task, row: replace(
+            task, prompt=task.code_prompt, stop=HUMANEVAL_STOP, completion_style=True
+        )
+    if name == "mbpp":
+        shots = "".join(
+            _mbpp_text(row) + row["code"].strip() + "\n[DONE]\n\n"
+            for row in rows
+            if int(row.get("task_id", -1)) in MBPP_SHOTS
+        )
+        return lambda task, row: replace(
+            task, prompt=shots + _mbpp_text(row), stop=("[DONE]",), completion_style=True
+        )
+    if name == "gsm8k":
+        return lambda task, row: replace(
+            task, prompt=f"Question: {row['question']}\nAnswer:", stop=("Question:",), completion_style=True
+        )
+    return lambda task, row: replace(
+        task,
+        prompt=MMLU_COMPLETION.format(
+            subject=str(row.get("subject", "all")).replace("_", " "),
+            question=row["question"],
+            choices=_mmlu_choices(row),
+        ),
+        stop=("\n",),
+        completion_style=True,
+    )
+
+
+def _mbpp_text(row: dict) -> str:
+    text = row.get("text") or row.get("prompt") or ""
+    return MBPP_COMPLETION.format(text=text, tests="\n".join(row.get("test_list") or []))
 
 
 def benchmark_of(task_id: str) -> str | None:
@@ -216,7 +289,10 @@ def mmlu_extract(reply: str) -> str | None:
 
 
 def extract(task: Task, reply: str) -> str:
-    """What is scored for a reply: the completion for code tasks, the answer for the others ("" if none)."""
+    """What is scored for a reply: the completion for code tasks (a completion-style reply is the code itself),
+    the answer for the others ("" if none)."""
+    if task.completion_style and task.benchmark in ("humaneval", "mbpp"):
+        return reply
     if task.benchmark == "humaneval":
         return humaneval_completion(task, reply)
     if task.benchmark == "mbpp":

@@ -165,6 +165,57 @@ def test_openai_endpoint_is_scored_and_a_rerun_asks_nothing(tmp_path, monkeypatc
         assert results(tmp_path)["benchmarks"]["humaneval"]["scores"]["pass@1"]["score"] == pytest.approx(0.5)
 
 
+def test_completion_style_sends_plain_prompts_with_stops_and_scores_them(tmp_path):
+    """`prompt_style: completion`: /v1/completions with HumanEval's own prompt and the Codex stops, MBPP's 3-shot
+    [BEGIN] prompt and [DONE], `Question: ... Answer:`, MMLU's `Answer:`; the continuations are scored as they
+    are (a right body passes, a wrong one fails)."""
+    he, mbpp = reference("humaneval"), reference("mbpp")
+
+    def answer(messages, body):
+        (message,) = messages
+        prompt = message["content"]
+        assert message["role"] == "prompt" and prompt == body["prompt"]
+        task = next((t for t in he.values() if t["prompt"] == prompt), None)
+        if task is not None:
+            return task["canonical_solution"] if task["task_id"] != "HumanEval/1" else "    return None\n"
+        if prompt.endswith("[BEGIN]\n"):
+            target = next(t for t in mbpp.values() if prompt.endswith(t["test_list"][-1] + "\n[BEGIN]\n"))
+            return target["code"]
+        if prompt.startswith("Question: Janet"):
+            return " She sells 9 eggs at $2, so 18 dollars."
+        if prompt.endswith("Answer:"):
+            return " B"
+        return " 0"
+
+    with serve(answer) as fake:
+        config = write_config(
+            tmp_path,
+            backend="openai",
+            base_url=fake.base_url,
+            model="base-model",
+            benchmarks=["humaneval", "mbpp", "gsm8k", "mmlu"],
+            limit=3,
+            prompt_style="completion",
+        )
+        assert main(["eval", "-c", str(config)]) == 0
+    bodies = {b["prompt"]: b for b in fake.requests}
+    assert len(bodies) == 12 and all("messages" not in b for b in fake.requests)
+    he_body = bodies[he["HumanEval/0"]["prompt"]]
+    assert he_body["stop"] == ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
+    mbpp_prompt = next(p for p in bodies if p.endswith("[BEGIN]\n"))
+    assert mbpp_prompt.count("[DONE]") == 3 and bodies[mbpp_prompt]["stop"] == ["[DONE]"]
+    assert mbpp["mbpp/2"]["code"].strip() in mbpp_prompt  # the paper's first example
+    gsm = next(p for p in bodies if p.startswith("Question: "))
+    assert gsm.endswith("\nAnswer:") and bodies[gsm]["stop"] == ["Question:"]
+    mmlu = next(p for p in bodies if p.startswith("The following are multiple choice questions"))
+    assert mmlu.endswith("\nAnswer:") and bodies[mmlu]["stop"] == ["\n"]
+    res = results(tmp_path)["benchmarks"]
+    assert res["humaneval"]["scores"]["pass@1"]["score"] == pytest.approx(2 / 3)  # HumanEval/1 answered wrong
+    assert res["mbpp"]["scores"]["pass@1"]["score"] == 1.0
+    assert res["gsm8k"]["scores"]["accuracy"]["score"] == pytest.approx(1 / 3)  # Janet's 18; the others 0
+    assert [t["got"] for t in res["mmlu"]["per_task"]] == ["B"] * 3
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     pytest.importorskip("peft")
