@@ -94,6 +94,13 @@ class EvalConfig(Section):
         "own prompt and Codex stop sequences, MBPP's 3-shot [BEGIN]/[DONE] prompt, `Question: ... Answer:`, MMLU's "
         "`Answer:`), no chat template; an endpoint gets /v1/completions.",
     )
+    mmlu_shots: int = Field(
+        default=5,
+        ge=0,
+        le=5,
+        description="Solved examples of the same subject before each MMLU question (from the dev split, as in the "
+        "MMLU paper: 5-shot is how MMLU is reported); 0: zero-shot.",
+    )
     chat_template: Literal["auto", "chatml", "llama3", "qwen", "alpaca"] = Field(
         default="auto",
         description="transformers: `auto` uses the tokenizer's chat template (chatml when it has none); a name "

@@ -55,7 +55,9 @@ def evaluate(cfg: EvalConfig, completions: str | None = None, console: Console |
         model_info = {"name": cfg.model, "backend": cfg.backend, "completions": str(completions)}
     else:
         tasks = {
-            name: T.load_tasks(name, cfg.benchmark_paths.get(name), cfg.limit, cfg.prompt_style)
+            name: T.load_tasks(
+                name, cfg.benchmark_paths.get(name), cfg.limit, cfg.prompt_style, cfg.mmlu_shots
+            )
             for name in cfg.benchmarks
         }
         samples, generation, model_info, adapter_info = _generate(cfg, tasks, console)

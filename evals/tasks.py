@@ -5,7 +5,7 @@
 | humaneval | 164 (`HumanEval/0` ...) | the function signature + docstring, asked for the whole function in a ```python block | the function body after the prompt (human-eval's `completion`) | running `check(entry_point)` in the sandbox |
 | mbpp | 500: the test split, task_ids 11-510 (`mbpp/11` ...) | the task text and its three asserts, as in the MBPP paper | the code block | running the asserts in the sandbox |
 | gsm8k | 1,319 test (`gsm8k/test/0` ...) | the question, asked to end with `#### <number>` | the number after `####`, else the last number | numeric equality with the reference's `####` number |
-| mmlu | 14,042 test (`mmlu/<subject>/<idx>`) | the usual "multiple choice question about <subject>" with lettered choices | `Answer: X`, else the first standalone letter A-D | equality with the answer letter |
+| mmlu | 14,042 test (`mmlu/<subject>/<idx>`) | the MMLU paper's "multiple choice questions (with answers) about <subject>" with lettered choices, after `mmlu_shots` (default 5) solved examples of the subject from the dev split (data/benchmarks/mmlu/mmlu_dev.jsonl.gz) | `Answer: X`, else the first standalone letter A-D | equality with the answer letter |
 
 That is the `chat` prompt style. The `completion` style (`prompt_style: completion`, for base models) uses the
 plain-text prompts base models are usually scored with, each with stop strings so that generation ends with the
@@ -16,7 +16,7 @@ answer:
 | humaneval | the prompt itself (signature + docstring): the model writes the body | the Codex paper's `\nclass`, `\ndef`, `\n#`, `\nif`, `\nprint` |
 | mbpp | the MBPP paper's 3-shot prompt (tasks 2, 3, 4 of the prompt split as examples; none when the rows lack them) ending in `[BEGIN]` | `[DONE]` |
 | gsm8k | `Question: <question>\nAnswer:` (zero-shot) | `Question:` |
-| mmlu | "The following are multiple choice questions (with answers) about <subject>." + the question, choices, `Answer:` | a newline |
+| mmlu | the same examples and question as above, ending in `Answer:` (the MMLU paper's prompt) | a newline |
 
 The ids are decontam's item ids, so an eval result and an audit name the same item. Rows come from decontam's
 loader (`stages.decontam.benchmarks`): the copies shipped in data/benchmarks/, a `benchmark_paths` entry, or the
@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, replace
 
 from factory.errors import UserError
-from stages.decontam.benchmarks import locate, read_rows
+from stages.decontam.benchmarks import SHIPPED, locate, read_rows, rows_of_file
 from stages.decontam.config import BenchmarkSpec
 
 MBPP_TEST_IDS = range(11, 511)  # the MBPP paper's test split
@@ -59,13 +59,16 @@ class Task:
 
 
 def load_tasks(
-    name: str, path: str | None = None, limit: int | None = None, style: str = "chat"
+    name: str, path: str | None = None, limit: int | None = None, style: str = "chat", mmlu_shots: int = 0
 ) -> list[Task]:
     """The tasks of one benchmark, in the benchmark's order (the first `limit` when given), with the prompts of
-    `style` (`chat` or `completion`)."""
+    `style` (`chat` or `completion`); MMLU's with `mmlu_shots` solved examples of the subject first."""
     source = locate(BenchmarkSpec(name=name, path=path))
     rows = read_rows(source)
     make = {"humaneval": _humaneval, "mbpp": _mbpp, "gsm8k": _gsm8k, "mmlu": _mmlu}[name]
+    if name == "mmlu":
+        shots = _mmlu_shots(mmlu_shots)
+        make = lambda row, i: _mmlu(row, i, shots.get(str(row.get("subject", "all")), ""))  # noqa: E731
     restyle = _completion_style(name, rows) if style == "completion" else None
     tasks = []
     for i, row in enumerate(rows):
@@ -95,9 +98,10 @@ GSM8K_PROMPT = (
 )
 
 MMLU_PROMPT = (
-    "The following is a multiple choice question about {subject}.\n\n{question}\n{choices}\n"
-    "Answer with the letter of the correct choice (A, B, C or D)."
+    "The following are multiple choice questions (with answers) about {subject}.\n\n{shots}{question}\n"
+    "{choices}\nAnswer with the letter of the correct choice (A, B, C or D)."
 )
+MMLU_DEV = SHIPPED / "mmlu" / "mmlu_dev.jsonl.gz"  # 5 solved examples per subject
 
 
 def _humaneval(row: dict, i: int) -> Task:
@@ -143,17 +147,37 @@ def _mmlu_choices(row: dict) -> str:
     return "\n".join(f"{chr(65 + j)}. {c}" for j, c in enumerate(row["choices"]))
 
 
-def _mmlu(row: dict, i: int) -> Task:
-    choices = _mmlu_choices(row)
+def _mmlu_letter(row: dict) -> str:
+    return str(row.get("answer_letter") or "ABCD"[int(row["answer"])])
+
+
+def _mmlu_shots(k: int) -> dict[str, str]:
+    """subject -> its first k dev examples as prompt text (`question`, choices, `Answer: X`, a blank line)."""
+    out: dict[str, str] = {}
+    if k <= 0 or not MMLU_DEV.exists():
+        return out
+    seen: dict[str, int] = {}
+    for row in rows_of_file(MMLU_DEV):
+        subject = str(row["subject"])
+        if seen.get(subject, 0) < k:
+            seen[subject] = seen.get(subject, 0) + 1
+            text = f"{row['question']}\n{_mmlu_choices(row)}\nAnswer: {_mmlu_letter(row)}\n\n"
+            out[subject] = out.get(subject, "") + text
+    return out
+
+
+def _mmlu(row: dict, i: int, shots: str = "") -> Task:
     subject = str(row.get("subject", "all"))
-    answer = row.get("answer_letter") or "ABCD"[int(row["answer"])]
     return Task(
         id=f"mmlu/{subject}/{row.get('idx', i)}",
         benchmark="mmlu",
         prompt=MMLU_PROMPT.format(
-            subject=subject.replace("_", " "), question=row["question"], choices=choices
+            subject=subject.replace("_", " "),
+            shots=shots,
+            question=row["question"],
+            choices=_mmlu_choices(row),
         ),
-        answer=str(answer),
+        answer=_mmlu_letter(row),
     )
 
 
@@ -164,10 +188,6 @@ MBPP_SHOTS = (2, 3, 4)  # the MBPP paper's few-shot examples, from its prompt sp
 MBPP_COMPLETION = (
     "You are an expert Python programmer, and here is your task: {text} Your code should pass these tests:\n\n"
     "{tests}\n[BEGIN]\n"
-)
-MMLU_COMPLETION = (
-    "The following are multiple choice questions (with answers) about {subject}.\n\n{question}\n{choices}\n"
-    "Answer:"
 )
 
 
@@ -190,15 +210,8 @@ def _completion_style(name: str, rows: list[dict]):
         return lambda task, row: replace(
             task, prompt=f"Question: {row['question']}\nAnswer:", stop=("Question:",), completion_style=True
         )
-    return lambda task, row: replace(
-        task,
-        prompt=MMLU_COMPLETION.format(
-            subject=str(row.get("subject", "all")).replace("_", " "),
-            question=row["question"],
-            choices=_mmlu_choices(row),
-        ),
-        stop=("\n",),
-        completion_style=True,
+    return lambda task, row: replace(  # the chat prompt without its last line: it ends in `Answer:`
+        task, prompt=task.prompt.rsplit("\n", 1)[0] + "\nAnswer:", stop=("\n",), completion_style=True
     )
 
 

@@ -172,7 +172,7 @@ def _open_text(path: Path) -> io.TextIOBase:
     return path.open(encoding="utf-8")
 
 
-def _rows_of_file(path: Path) -> Iterator[dict]:
+def rows_of_file(path: Path) -> Iterator[dict]:
     name = path.name.removesuffix(".gz")
     if name.endswith(".parquet"):
         import pyarrow.parquet as pq
@@ -273,7 +273,7 @@ def read_rows(source: Source) -> list[dict]:
     if paths[0].is_dir():
         rows = _rows_of_datasets_folder(paths[0], split)
     else:
-        rows = [r for p in paths for r in _rows_of_file(p)]
+        rows = [r for p in paths for r in rows_of_file(p)]
     if split and rows and isinstance(rows[0], dict) and "split" in rows[0]:
         rows = [r for r in rows if r.get("split") == split]
     return rows

@@ -22,6 +22,25 @@ def test_task_ids_are_decontams_item_ids(humaneval):
     assert "A. 0\nB. 4\nC. 2\nD. 6" in mmlu.prompt and "abstract algebra" in mmlu.prompt
 
 
+def test_mmlu_prompts_carry_the_subjects_dev_examples():
+    from stages.decontam.benchmarks import rows_of_file
+
+    dev = [r for r in rows_of_file(T.MMLU_DEV) if r["subject"] == "abstract_algebra"]
+    assert len(dev) == 5
+    zero, five = T.load_tasks("mmlu", limit=1)[0], T.load_tasks("mmlu", limit=1, mmlu_shots=5)[0]
+    assert "Answer: " not in zero.prompt.replace("Answer with", "")
+    assert [line for line in five.prompt.splitlines() if line.startswith("Answer: ")] == [
+        f"Answer: {r['answer_letter']}" for r in dev
+    ]
+    assert five.prompt.index(dev[-1]["question"]) < five.prompt.index(zero.prompt.split("\n\n", 1)[1])
+    assert five.prompt.endswith("D. 6\nAnswer with the letter of the correct choice (A, B, C or D).")
+    two = T.load_tasks("mmlu", limit=1, style="completion", mmlu_shots=2)[0]
+    assert (
+        two.prompt.count("\nAnswer: ") == 2 and two.prompt.endswith("D. 6\nAnswer:") and two.stop == ("\n",)
+    )
+    assert dev[2]["question"] not in two.prompt  # the first two examples only
+
+
 def test_humaneval_completion_from_each_kind_of_reply(humaneval):
     task = humaneval[0]
     body = "    return True\n"
