@@ -91,8 +91,15 @@ class EvalConfig(Section):
         default="chat",
         description="`chat`: each task as a user message through the chat template (instruction-tuned models, "
         "what factory train makes). `completion`: the plain-text prompts base models are scored with (HumanEval's "
-        "own prompt and Codex stop sequences, MBPP's 3-shot [BEGIN]/[DONE] prompt, `Question: ... Answer:`, MMLU's "
+        "own prompt and Codex stop sequences, MBPP's 3-shot [BEGIN]/[DONE] prompt, few-shot `Question: ... Answer:`, MMLU's "
         "`Answer:`), no chat template; an endpoint gets /v1/completions.",
+    )
+    gsm8k_shots: int = Field(
+        default=8,
+        ge=0,
+        le=8,
+        description="prompt_style completion: solved GSM8K train examples before each question (`Question: ... "
+        "Answer: ... #### N`), as base models are scored (8-shot); a chat model is asked zero-shot.",
     )
     mmlu_shots: int = Field(
         default=5,

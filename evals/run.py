@@ -56,7 +56,12 @@ def evaluate(cfg: EvalConfig, completions: str | None = None, console: Console |
     else:
         tasks = {
             name: T.load_tasks(
-                name, cfg.benchmark_paths.get(name), cfg.limit, cfg.prompt_style, cfg.mmlu_shots
+                name,
+                cfg.benchmark_paths.get(name),
+                cfg.limit,
+                cfg.prompt_style,
+                cfg.mmlu_shots,
+                cfg.gsm8k_shots,
             )
             for name in cfg.benchmarks
         }

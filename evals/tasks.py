@@ -15,7 +15,7 @@ answer:
 | --- | --- | --- |
 | humaneval | the prompt itself (signature + docstring): the model writes the body | the Codex paper's `\nclass`, `\ndef`, `\n#`, `\nif`, `\nprint` |
 | mbpp | the MBPP paper's 3-shot prompt (tasks 2, 3, 4 of the prompt split as examples; none when the rows lack them) ending in `[BEGIN]` | `[DONE]` |
-| gsm8k | `Question: <question>\nAnswer:` (zero-shot) | `Question:` |
+| gsm8k | `gsm8k_shots` (default 8) solved examples (`Question: ...\nAnswer: <solution> #### N`, the first train rows, calculator annotations removed; data/benchmarks/gsm8k/train_first8.jsonl.gz), then `Question: <question>\nAnswer:` | `Question:` |
 | mmlu | the same examples and question as above, ending in `Answer:` (the MMLU paper's prompt) | a newline |
 
 The ids are decontam's item ids, so an eval result and an audit name the same item. Rows come from decontam's
@@ -59,17 +59,23 @@ class Task:
 
 
 def load_tasks(
-    name: str, path: str | None = None, limit: int | None = None, style: str = "chat", mmlu_shots: int = 0
+    name: str,
+    path: str | None = None,
+    limit: int | None = None,
+    style: str = "chat",
+    mmlu_shots: int = 0,
+    gsm8k_shots: int = 0,
 ) -> list[Task]:
     """The tasks of one benchmark, in the benchmark's order (the first `limit` when given), with the prompts of
-    `style` (`chat` or `completion`); MMLU's with `mmlu_shots` solved examples of the subject first."""
+    `style` (`chat` or `completion`); MMLU's with `mmlu_shots` solved examples of the subject first, GSM8K's
+    completion prompts with `gsm8k_shots`."""
     source = locate(BenchmarkSpec(name=name, path=path))
     rows = read_rows(source)
     make = {"humaneval": _humaneval, "mbpp": _mbpp, "gsm8k": _gsm8k, "mmlu": _mmlu}[name]
     if name == "mmlu":
         shots = _mmlu_shots(mmlu_shots)
         make = lambda row, i: _mmlu(row, i, shots.get(str(row.get("subject", "all")), ""))  # noqa: E731
-    restyle = _completion_style(name, rows) if style == "completion" else None
+    restyle = _completion_style(name, rows, gsm8k_shots) if style == "completion" else None
     tasks = []
     for i, row in enumerate(rows):
         task = make(row, i)
@@ -184,6 +190,8 @@ def _mmlu(row: dict, i: int, shots: str = "") -> Task:
 # ---- the completion style (base models) -----------------------------------------------------------------------
 
 HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # the Codex paper's
+GSM8K_SHOTS = SHIPPED / "gsm8k" / "train_first8.jsonl.gz"  # solved examples for base models
+_CALCULATOR = re.compile(r"<<[^>]*>>")  # GSM8K's calculator annotations: `48/2 = <<48/2=24>>24`
 MBPP_SHOTS = (2, 3, 4)  # the MBPP paper's few-shot examples, from its prompt split (task ids 1-10)
 MBPP_COMPLETION = (
     "You are an expert Python programmer, and here is your task: {text} Your code should pass these tests:\n\n"
@@ -191,7 +199,7 @@ MBPP_COMPLETION = (
 )
 
 
-def _completion_style(name: str, rows: list[dict]):
+def _completion_style(name: str, rows: list[dict], gsm8k_shots: int = 0):
     """`restyle(task, row) -> task` with the completion-style prompt and stops of benchmark `name`."""
     if name == "humaneval":
         return lambda task, row: replace(
@@ -207,8 +215,15 @@ def _completion_style(name: str, rows: list[dict]):
             task, prompt=shots + _mbpp_text(row), stop=("[DONE]",), completion_style=True
         )
     if name == "gsm8k":
+        shots = "".join(
+            f"Question: {r['question']}\nAnswer: {_CALCULATOR.sub('', r['answer'])}\n\n"
+            for r in list(rows_of_file(GSM8K_SHOTS))[:gsm8k_shots]
+        )
         return lambda task, row: replace(
-            task, prompt=f"Question: {row['question']}\nAnswer:", stop=("Question:",), completion_style=True
+            task,
+            prompt=f"{shots}Question: {row['question']}\nAnswer:",
+            stop=("Question:",),
+            completion_style=True,
         )
     return lambda task, row: replace(  # the chat prompt without its last line: it ends in `Answer:`
         task, prompt=task.prompt.rsplit("\n", 1)[0] + "\nAnswer:", stop=("\n",), completion_style=True

@@ -181,7 +181,7 @@ def test_completion_style_sends_plain_prompts_with_stops_and_scores_them(tmp_pat
         if prompt.endswith("[BEGIN]\n"):
             target = next(t for t in mbpp.values() if prompt.endswith(t["test_list"][-1] + "\n[BEGIN]\n"))
             return target["code"]
-        if prompt.startswith("Question: Janet"):
+        if prompt.rsplit("Question: ", 1)[-1].startswith("Janet"):
             return " She sells 9 eggs at $2, so 18 dollars."
         if prompt.endswith("Answer:"):
             return " B"
@@ -206,7 +206,7 @@ def test_completion_style_sends_plain_prompts_with_stops_and_scores_them(tmp_pat
     assert mbpp_prompt.count("[DONE]") == 3 and bodies[mbpp_prompt]["stop"] == ["[DONE]"]
     assert mbpp["mbpp/2"]["code"].strip() in mbpp_prompt  # the paper's first example
     gsm = next(p for p in bodies if p.startswith("Question: "))
-    assert gsm.endswith("\nAnswer:") and bodies[gsm]["stop"] == ["Question:"]
+    assert gsm.endswith("\nAnswer:") and bodies[gsm]["stop"] == ["Question:"] and gsm.count("\n#### ") == 8
     mmlu = next(p for p in bodies if p.startswith("The following are multiple choice questions"))
     assert mmlu.endswith("\nAnswer:") and bodies[mmlu]["stop"] == ["\n"]
     res = results(tmp_path)["benchmarks"]

@@ -41,6 +41,15 @@ def test_mmlu_prompts_carry_the_subjects_dev_examples():
     assert dev[2]["question"] not in two.prompt  # the first two examples only
 
 
+def test_gsm8k_completion_prompt_has_solved_examples_without_calculator_notes():
+    task = T.load_tasks("gsm8k", limit=1, style="completion", gsm8k_shots=3)[0]
+    assert task.prompt.count("Question: ") == 4 and task.prompt.count("\n#### ") == 3
+    assert "<<" not in task.prompt and "Natalia sold 48/2 = 24 clips in May." in task.prompt
+    assert task.prompt.endswith("at the farmers' market?\nAnswer:") and task.completion_style
+    chat = T.load_tasks("gsm8k", limit=1, gsm8k_shots=3)[0]  # a chat model is asked zero-shot
+    assert "####" not in chat.prompt.split("\n\n", 1)[1] and not chat.completion_style
+
+
 def test_humaneval_completion_from_each_kind_of_reply(humaneval):
     task = humaneval[0]
     body = "    return True\n"
