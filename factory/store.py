@@ -202,7 +202,7 @@ class StorePath:
     def mkdir(self, parents: bool = True, exist_ok: bool = True) -> None:
         if self.fs.type_name in ("s3", "gcs"):  # prefixes, not folders: nothing to make
             return
-        self._call("create", self.fs.create_dir, self.path, True)
+        self._call("create", lambda: self.fs.create_dir(self.path, recursive=True))
 
     def read_bytes(self) -> bytes:
         try:
@@ -219,6 +219,11 @@ class StorePath:
     def write_bytes(self, data: bytes | pa.Buffer) -> None:
         """One upload: the object exists once the stream is closed."""
         try:
+            if self.fs.type_name not in (
+                "s3",
+                "gcs",
+            ):  # filesystems with real folders (hdfs, local) need them
+                self.fs.create_dir(self.path.rpartition("/")[0], recursive=True)
             with self.fs.open_output_stream(self.path) as f:
                 f.write(data)
         except (OSError, pa.ArrowException) as exc:
