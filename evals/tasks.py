@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import partial
 
 from factory.errors import UserError
 from stages.decontam.benchmarks import SHIPPED, locate, read_rows, rows_of_file
@@ -73,8 +74,7 @@ def load_tasks(
     rows = read_rows(source)
     make = {"humaneval": _humaneval, "mbpp": _mbpp, "gsm8k": _gsm8k, "mmlu": _mmlu}[name]
     if name == "mmlu":
-        shots = _mmlu_shots(mmlu_shots)
-        make = lambda row, i: _mmlu(row, i, shots.get(str(row.get("subject", "all")), ""))  # noqa: E731
+        make = partial(_mmlu, shots=_mmlu_shots(mmlu_shots))
     restyle = _completion_style(name, rows, gsm8k_shots) if style == "completion" else None
     tasks = []
     for i, row in enumerate(rows):
@@ -159,27 +159,22 @@ def _mmlu_letter(row: dict) -> str:
 
 def _mmlu_shots(k: int) -> dict[str, str]:
     """subject -> its first k dev examples as prompt text (`question`, choices, `Answer: X`, a blank line)."""
-    out: dict[str, str] = {}
-    if k <= 0 or not MMLU_DEV.exists():
-        return out
-    seen: dict[str, int] = {}
-    for row in rows_of_file(MMLU_DEV):
-        subject = str(row["subject"])
-        if seen.get(subject, 0) < k:
-            seen[subject] = seen.get(subject, 0) + 1
-            text = f"{row['question']}\n{_mmlu_choices(row)}\nAnswer: {_mmlu_letter(row)}\n\n"
-            out[subject] = out.get(subject, "") + text
-    return out
+    examples: dict[str, list[str]] = {}
+    for row in rows_of_file(MMLU_DEV) if k > 0 and MMLU_DEV.exists() else ():
+        mine = examples.setdefault(str(row["subject"]), [])
+        if len(mine) < k:
+            mine.append(f"{row['question']}\n{_mmlu_choices(row)}\nAnswer: {_mmlu_letter(row)}\n\n")
+    return {subject: "".join(texts) for subject, texts in examples.items()}
 
 
-def _mmlu(row: dict, i: int, shots: str = "") -> Task:
+def _mmlu(row: dict, i: int, shots: dict[str, str] | None = None) -> Task:
     subject = str(row.get("subject", "all"))
     return Task(
         id=f"mmlu/{subject}/{row.get('idx', i)}",
         benchmark="mmlu",
         prompt=MMLU_PROMPT.format(
             subject=subject.replace("_", " "),
-            shots=shots,
+            shots=(shots or {}).get(subject, ""),
             question=row["question"],
             choices=_mmlu_choices(row),
         ),
