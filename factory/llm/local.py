@@ -7,7 +7,7 @@ within a group, sorted by prompt length so that a batch pads little; results sti
 `n` choices are `num_return_sequences` (a greedy request, temperature 0, decodes once and repeats the text).
 Only the new tokens are decoded; a choice ends at the first EOS token or `stop` string, which is cut from the
 text, as OpenAI does. A row stops generating once its last new tokens decode to text holding a stop string
-(`_StopStrings`, a stopping criterion that decodes a short tail of each row per step: transformers' own
+(`_stop_strings`, a stopping criterion that decodes a short tail of each row per step: transformers' own
 `stop_strings` needs tokenizer internals that not every tokenizer has), so a rambling model does not run on to
 max_tokens. Prompt tokens count once per request, completion tokens per choice, every generated token included.
 A plain-text completion request (`ChatRequest.completion`, for base models) is tokenised as is, with the

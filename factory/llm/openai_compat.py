@@ -117,7 +117,7 @@ class OpenAIClient(BaseClient):
                 self._retries += 1
             self._reserved += estimate
             try:
-                result, retry, retry_after = await self._attempt(key, request, request.n, params)
+                result, retry, retry_after = await self._attempt(key, request, params)
             finally:
                 self._reserved -= estimate
             if self._tpm is not None:
@@ -146,7 +146,7 @@ class OpenAIClient(BaseClient):
             await self._tpm.take(tokens)
 
     async def _attempt(
-        self, key: str, request: ChatRequest, n: int, params: dict
+        self, key: str, request: ChatRequest, params: dict
     ) -> tuple[ChatResult, bool, float | None]:
         """One HTTP round trip: the result (maybe a failure), whether a failure is worth another try, and the
         server's Retry-After in seconds, if any. A plain-text completion request goes to /completions."""
@@ -161,7 +161,7 @@ class OpenAIClient(BaseClient):
             path, payload = "/completions", {"prompt": raw}
         try:
             body = await self._api.post(
-                path, cast_to=bytes, body={"model": self.model, **payload, "n": n, **params}
+                path, cast_to=bytes, body={"model": self.model, **payload, "n": request.n, **params}
             )
         except openai.APIStatusError as exc:
             status = exc.status_code
@@ -178,10 +178,10 @@ class OpenAIClient(BaseClient):
                 True,
                 None,
             )
-        result = self._parse(key, body, request, n)
+        result = self._parse(key, body, request)
         return result, result.error == "malformed", None
 
-    def _parse(self, key: str, body: bytes, request: ChatRequest, n: int) -> ChatResult:
+    def _parse(self, key: str, body: bytes, request: ChatRequest) -> ChatResult:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -209,8 +209,8 @@ class OpenAIClient(BaseClient):
         if not usage:
             prompt_tokens = sum(len(content) for _, content in request.messages) // 4
             completion_tokens = sum(len(t) for t in texts) // 4
-        if len(texts) < n:
-            self._warn_once("fewer_choices", f"asked for n={n} choices, the server sent {len(texts)}")
+        if len(texts) < request.n:
+            self._warn_once("fewer_choices", f"asked for n={request.n} choices, the server sent {len(texts)}")
         return ChatResult(
             key,
             texts,
