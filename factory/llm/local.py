@@ -143,7 +143,7 @@ class TransformersClient(BaseClient):
             kwargs["num_return_sequences"] = n
         else:
             kwargs["do_sample"] = False
-        stop = params.get("stop") or []
+        stop = [s for s in params.get("stop") or [] if s]  # an empty stop string would end every row at once
         if stop:
             kwargs["stopping_criteria"] = _stop_strings(self.tokenizer, stop, inputs["input_ids"].shape[1])
         self._requests += len(batch)
