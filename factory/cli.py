@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from functools import partial
 
 from rich.markup import escape
 
@@ -307,7 +308,7 @@ def _run(args: argparse.Namespace, console) -> int:
     from factory import runner
     from factory.config import load_config
     from factory.executors.local import default_workers
-    from factory.log import add_run_log, close_run_log
+    from factory.log import add_run_log, close_run_log, sync_run_log
     from stages import STAGES
 
     cfg = load_config(args.config, {name: cls.Config for name, cls in STAGES.items()})
@@ -321,12 +322,15 @@ def _run(args: argparse.Namespace, console) -> int:
     run_dir = runner.prepare_run_dir(cfg.run_dir)
     handler = add_run_log(run_dir)
     try:
-        return _run_stages(args, cfg, run_dir, executor, workers, console)
+        sync = partial(sync_run_log, handler, run_dir)
+        return _run_stages(args, cfg, run_dir, executor, workers, console, sync)
     finally:
         close_run_log(handler, run_dir)
 
 
-def _run_stages(args: argparse.Namespace, cfg, run_dir, executor: str, workers: int, console) -> int:
+def _run_stages(
+    args: argparse.Namespace, cfg, run_dir, executor: str, workers: int, console, after_stage
+) -> int:
     from factory import runner
     from stages import STAGES
 
@@ -348,6 +352,7 @@ def _run_stages(args: argparse.Namespace, cfg, run_dir, executor: str, workers: 
         redact=redactors[0] if redactors else None,
         executor=executor,
         ray_address=cfg.ray.address,
+        after_stage=after_stage,
     )
     runner.run(cfg, args.stages, STAGES, opts)
     return EXIT_OK

@@ -56,7 +56,7 @@ class _ConsoleFormatter(logging.Formatter):
 
 def add_run_log(run_dir: RunPath) -> logging.Handler:
     """Append this run's log lines to RUN_DIR/factory.log. A run directory on an object store (where nothing can
-    be appended to) gets them in a local copy (`store.local_dir`), fetched first and uploaded by `close_run_log`."""
+    be appended to) gets them in a local copy (`store.local_dir`), fetched first and uploaded by `sync_run_log`."""
     local = store.local_dir(run_dir, "factory.log")
     local.parent.mkdir(parents=True, exist_ok=True)
     remote = run_dir / "factory.log"
@@ -71,12 +71,19 @@ def add_run_log(run_dir: RunPath) -> logging.Handler:
     return handler
 
 
+def sync_run_log(handler: logging.Handler, run_dir: RunPath) -> None:
+    """Upload the log's local copy when the run directory is on a store (after each stage, and at the end, so a
+    driver killed mid-run leaves the store's log at most one stage behind)."""
+    if isinstance(run_dir, store.StorePath):
+        handler.flush()
+        (run_dir / "factory.log").write_bytes(store.local_dir(run_dir, "factory.log").read_bytes())
+
+
 def close_run_log(handler: logging.Handler, run_dir: RunPath) -> None:
     """Stop writing the run's log; upload it when the run directory is on a store."""
     logging.getLogger(LOGGER).removeHandler(handler)
     handler.close()
-    if isinstance(run_dir, store.StorePath):
-        (run_dir / "factory.log").write_bytes(store.local_dir(run_dir, "factory.log").read_bytes())
+    sync_run_log(handler, run_dir)
 
 
 def progress_bar(console: Console | None, *extra: ProgressColumn) -> Progress:

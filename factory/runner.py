@@ -124,6 +124,9 @@ class RunOptions:
     redact: ingest.Redactor | None = None  # scrubs records and raw reject text as ingest writes them
     executor: str = "local"  # or "ray"
     ray_address: str | None = None  # a running cluster; None with executor ray: a local one
+    after_stage: Callable[[], None] | None = (
+        None  # called when each stage is done or skipped (the CLI's log sync)
+    )
 
 
 def prepare_run_dir(path: str | RunPath) -> RunPath:
@@ -202,6 +205,8 @@ def run(cfg: Section, stage_names: list[str], registry: dict[str, type], opts: R
                 section = getattr(cfg.stages, name)
                 manifest = _run_stage(name, registry[name], section, run_dir, upstream, opts, executor)
             manifests.append(manifest)
+            if opts.after_stage is not None:
+                opts.after_stage()
             upstream = manifest
     return manifests
 

@@ -262,3 +262,16 @@ def test_trainer_and_eval_read_a_mix_on_a_store(s3, local_run, tmp_path):
     assert str(run_dir) == f"s3://{s3.bucket}/runs/t"
     assert decontam_findings(run_dir) == decontam_findings(local_dir)
     assert decontam_findings(run_dir)["gsm8k"]["records_removed"] == 1
+
+
+def test_the_log_reaches_the_store_after_each_stage(s3, data, monkeypatch):
+    """A driver killed mid-run (no chance to upload at the end) leaves the store's log at most one stage behind:
+    here the final upload never happens, and the log still holds every stage's funnel line."""
+    from factory import log
+
+    monkeypatch.setattr(log, "close_run_log", lambda handler, run_dir: handler.close())
+    uri = s3.uri("runs/log")
+    cfg = write_config(data.parent / "log.yaml", uri, [{"path": data, "format": "messages", "source": "t"}])
+    assert run_cli("run", "clean", "-c", str(cfg), "--workers", "1") == 0
+    text = (store.location(uri) / "factory.log").read_text()
+    assert "ingest: 627 in -> 626 out" in text and "clean: 626 in -> 625 out" in text
