@@ -46,8 +46,9 @@ class EvalConfig(Section):
     )
     backend: Literal["transformers", "openai"] = Field(
         default="transformers",
-        description="`transformers`: run the model in-process; `openai`: any OpenAI-compatible chat-completions "
-        "endpoint (vLLM, Ollama, llama.cpp server, OpenAI) through synth's client and cache.",
+        description="`transformers`: run the model in-process; `openai`: any OpenAI-compatible endpoint (vLLM, "
+        "Ollama, llama.cpp server, OpenAI; chat completions, or /v1/completions with prompt_style completion) "
+        "through synth's client and cache.",
     )
     base_url: str | None = Field(
         default=None,
